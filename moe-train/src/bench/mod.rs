@@ -1,0 +1,4 @@
+//! User-facing benchmarks (`moe-train bench …`).
+
+pub mod routing;
+pub mod timing;

@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use burn::module::Param;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use moe_core::{SwitchConfig, SwitchLayer};
+use moe_train::Backend;
+
+/// The CPU device the tests run on (flex, the CLI default).
+pub fn device() -> Device {
+    Backend::Flex
+        .device()
+        .expect("the test build includes the flex backend")
+}
+
+pub fn tensor2(rows: &[Vec<f32>], device: &Device) -> Tensor<2> {
+    let (r, c) = (rows.len(), rows[0].len());
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, [r, c]), device)
+}
+
+pub fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
+}
+
+pub fn ints<const D: usize>(t: Tensor<D, Int>) -> Vec<i64> {
+    t.into_data().try_into_vec_as::<i64>().expect("i64 data")
+}
+
+/// Asserts `|a - b| <= atol + rtol·|b|` elementwise, naming the first offending index.
+pub fn assert_close(what: &str, a: &[f32], b: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= atol + rtol * y.abs(),
+            "{what}: index {i}: {x} vs {y} (atol {atol}, rtol {rtol})"
+        );
+    }
+}
+
+/// A switch layer whose router weight is replaced by `weight` (`[d_model, num_experts]`).
+pub fn with_router_weight(mut layer: SwitchLayer, weight: Tensor<2>) -> SwitchLayer {
+    layer.router.weight = Param::from_tensor(weight);
+    layer
+}
+
+/// Builds a layer from `config` on `device` with a fixed seed.
+pub fn layer(config: &SwitchConfig, device: &Device, seed: u64) -> SwitchLayer {
+    device.seed(seed);
+    config.init(device)
+}
