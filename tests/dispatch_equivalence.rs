@@ -190,3 +190,49 @@ fn fast_dispatch_equals_einsum_oracle() {
         }
     }
 }
+
+/// The CPU (`select`) and GPU (`scatter`/`gather`) row indexing give the same outputs and
+/// gradients, so the choice made per backend cannot change training.
+#[test]
+fn row_indexing_variants_agree_in_gradients() {
+    use moe_core::dispatch::{combine_fast_with, dispatch_fast_with};
+    use moe_core::RowIndexing;
+    let device = device().autodiff();
+    let config = SwitchConfig::new(8, 16, 4)
+        .with_capacity_factor_train(0.75)
+        .with_min_capacity(1);
+    let layer = layer(&config, &device, 21);
+    let tokens = Tensor::<2>::random([24, 8], Distribution::Normal(0.0, 1.0), &device);
+    let run = |indexing: RowIndexing| {
+        let x = tokens.clone().require_grad();
+        let route = layer.router.forward(x.clone(), Mode::Train);
+        let assignment = layer.assign(&route, Mode::Train);
+        let buffer = dispatch_fast_with(x.clone(), &assignment, indexing);
+        let out = combine_fast_with(
+            layer.experts.forward(buffer),
+            &assignment,
+            route.gate,
+            indexing,
+        );
+        let grads = (out.clone() * out.clone()).sum().backward();
+        (
+            floats(out),
+            floats(x.grad(&grads).expect("token gradient")),
+            floats(
+                layer
+                    .router
+                    .weight
+                    .val()
+                    .grad(&grads)
+                    .expect("router gradient"),
+            ),
+            floats(layer.experts.w1.val().grad(&grads).expect("w1 gradient")),
+        )
+    };
+    let a = run(RowIndexing::Select);
+    let b = run(RowIndexing::ScatterGather);
+    assert_close("output", &a.0, &b.0, 1e-6, 1e-6);
+    assert_close("d tokens", &a.1, &b.1, 1e-6, 1e-5);
+    assert_close("d router", &a.2, &b.2, 1e-6, 1e-5);
+    assert_close("d w1", &a.3, &b.3, 1e-6, 1e-5);
+}

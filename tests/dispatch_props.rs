@@ -9,7 +9,10 @@ use std::collections::HashSet;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
-use moe_core::dispatch::{combine_fast, dispatch_einsum, dispatch_fast, dispatch_mask};
+use moe_core::dispatch::{
+    combine_fast, combine_fast_with, dispatch_einsum, dispatch_fast, dispatch_fast_with,
+    dispatch_mask, RowIndexing,
+};
 use moe_core::{OverflowPolicy, PositionAlgorithm, RouterOutput, SlotAssignment};
 use proptest::prelude::*;
 
@@ -119,8 +122,10 @@ proptest! {
         let d_model = 3;
         let x = Tensor::<1, burn::tensor::Int>::arange(0..(n * d_model) as i64, &device).float().reshape([n, d_model]).add_scalar(1.0);
         let buffer = dispatch_fast(x.clone(), &sorted);
+        prop_assert_eq!(floats(buffer.clone()), floats(dispatch_fast_with(x.clone(), &sorted, RowIndexing::ScatterGather)));
         prop_assert_eq!(floats(buffer.clone()), floats(dispatch_einsum(x.clone(), &cumsum, dispatch_mask(&cumsum))));
-        let back = floats(combine_fast(buffer, &sorted, Tensor::ones([n], &device)));
+        let back = floats(combine_fast(buffer.clone(), &sorted, Tensor::ones([n], &device)));
+        prop_assert_eq!(&back, &floats(combine_fast_with(buffer, &sorted, Tensor::ones([n], &device), RowIndexing::ScatterGather)));
         let xs = floats(x);
         for t in 0..n {
             for j in 0..d_model {

@@ -8,7 +8,7 @@
 //!   a `[num_groups, group_size, num_experts, capacity]` dispatch tensor contracted with
 //!   matmuls. O(num_tokens · num_experts · capacity · d_model): the reference oracle.
 
-use burn::tensor::{IndexingUpdateOp, Int, Tensor};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
 use crate::config::OverflowPolicy;
 use crate::router::RouterOutput;
@@ -199,24 +199,75 @@ pub fn positions_by_sort(
     unpermute(position_sorted, by_key)
 }
 
-/// Copies kept tokens into their expert's buffer.
+/// Which indexing ops move token rows in [`dispatch_fast`] and [`combine_fast`]. Both give
+/// identical results and gradients (`select_assign`'s backward is `select` and vice versa;
+/// `scatter`'s is `gather`); their speed differs by backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowIndexing {
+    /// `select_assign` / `select` along dim 0 with a `[num_tokens]` index: fastest on the
+    /// CPU backends (flex, 16384 × 512 rows: select_assign 7.9 ms vs scatter 22.8 ms).
+    Select,
+    /// `scatter` / `gather` along dim 0 with the index expanded to `[num_tokens, d_model]`:
+    /// fastest on GPU backends (wgpu on an H100: scatter 0.19 ms vs select_assign 9.1 ms).
+    ScatterGather,
+}
+
+impl RowIndexing {
+    /// The faster choice for `device`: [`RowIndexing::Select`] on the CPU backends (flex,
+    /// ndarray), [`RowIndexing::ScatterGather`] elsewhere (cubecl GPU runtimes).
+    pub fn for_device(device: &Device) -> Self {
+        // burn 0.22 does not export its device enum; its Debug form names the backend
+        // (pinned by the unit test below).
+        let name = format!("{device:?}");
+        if name.contains("Flex") || name.contains("NdArray") {
+            RowIndexing::Select
+        } else {
+            RowIndexing::ScatterGather
+        }
+    }
+}
+
+/// Copies kept tokens into their expert's buffer, with the indexing ops that are fastest on
+/// the tokens' device ([`RowIndexing::for_device`]).
 ///
 /// # Shapes
 /// - `tokens`: `[num_tokens, d_model]`
 /// - output: `[num_experts, num_groups · capacity, d_model]`
 pub fn dispatch_fast(tokens: Tensor<2>, assignment: &SlotAssignment) -> Tensor<3> {
-    let [_, d_model] = tokens.dims();
+    let indexing = RowIndexing::for_device(&tokens.device());
+    dispatch_fast_with(tokens, assignment, indexing)
+}
+
+/// [`dispatch_fast`] with explicit indexing ops.
+pub fn dispatch_fast_with(
+    tokens: Tensor<2>,
+    assignment: &SlotAssignment,
+    indexing: RowIndexing,
+) -> Tensor<3> {
+    let [num_tokens, d_model] = tokens.dims();
     let rows = assignment.buffer_rows();
+    let device = tokens.device();
     // Slots of kept tokens are unique, so `Add` into zeros is a plain copy; dropped tokens
     // all land in the trash row `rows`, which is sliced off.
-    Tensor::<2>::zeros([rows + 1, d_model], &tokens.device())
-        .select_assign(0, assignment.slot.clone(), tokens, IndexingUpdateOp::Add) // [rows + 1, d_model]
-        .slice([0..rows])
-        .reshape([
-            assignment.num_experts,
-            assignment.num_groups * assignment.capacity,
-            d_model,
-        ])
+    let buffer = Tensor::<2>::zeros([rows + 1, d_model], &device); // [rows + 1, d_model]
+    let buffer = match indexing {
+        RowIndexing::Select => {
+            buffer.select_assign(0, assignment.slot.clone(), tokens, IndexingUpdateOp::Add)
+        }
+        RowIndexing::ScatterGather => {
+            let index = assignment
+                .slot
+                .clone()
+                .unsqueeze_dim::<2>(1)
+                .expand([num_tokens, d_model]); // [num_tokens, d_model]
+            buffer.scatter(0, index, tokens, IndexingUpdateOp::Add)
+        }
+    };
+    buffer.slice([0..rows]).reshape([
+        assignment.num_experts,
+        assignment.num_groups * assignment.capacity,
+        d_model,
+    ])
 }
 
 /// Gathers each kept token's expert output and scales it by its gate; dropped tokens get
@@ -231,15 +282,31 @@ pub fn combine_fast(
     assignment: &SlotAssignment,
     gate: Tensor<1>,
 ) -> Tensor<2> {
+    let indexing = RowIndexing::for_device(&expert_out.device());
+    combine_fast_with(expert_out, assignment, gate, indexing)
+}
+
+/// [`combine_fast`] with explicit indexing ops.
+pub fn combine_fast_with(
+    expert_out: Tensor<3>,
+    assignment: &SlotAssignment,
+    gate: Tensor<1>,
+    indexing: RowIndexing,
+) -> Tensor<2> {
     let [_, _, d_model] = expert_out.dims();
     let rows = assignment.buffer_rows();
+    let num_tokens = assignment.num_groups * assignment.group_size;
     // Dropped tokens read any valid row (the last) and are multiplied by keep = 0.
     let slot = assignment.slot.clone().clamp_max(rows as i64 - 1); // [num_tokens]
     let weight = (gate * assignment.keep.clone()).unsqueeze_dim::<2>(1); // [num_tokens, 1]
-    expert_out
-        .reshape([rows, d_model])
-        .select(0, slot) // [num_tokens, d_model]
-        .mul(weight)
+    let flat = expert_out.reshape([rows, d_model]); // [rows, d_model]
+    let gathered = match indexing {
+        RowIndexing::Select => flat.select(0, slot),
+        RowIndexing::ScatterGather => {
+            flat.gather(0, slot.unsqueeze_dim::<2>(1).expand([num_tokens, d_model]))
+        }
+    }; // [num_tokens, d_model]
+    gathered.mul(weight)
 }
 
 /// The one-hot dispatch tensor, `[num_groups, group_size, num_experts · capacity]`:
@@ -330,4 +397,23 @@ pub fn combine_einsum(
     combine
         .matmul(expert_out) // [num_groups, group_size, d_model]
         .reshape([num_groups * group_size, d_model])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_backends_use_select_assign() {
+        let device = crate::test_device();
+        assert_eq!(
+            RowIndexing::for_device(&device),
+            RowIndexing::Select,
+            "{device:?}"
+        );
+        assert_eq!(
+            RowIndexing::for_device(&device.autodiff()),
+            RowIndexing::Select
+        );
+    }
 }

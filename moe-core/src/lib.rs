@@ -14,7 +14,7 @@ pub mod stats;
 pub mod switch;
 
 pub use config::{Activation, ConfigError, DispatchKind, Mode, OverflowPolicy, SwitchConfig};
-pub use dispatch::{PositionAlgorithm, SlotAssignment};
+pub use dispatch::{PositionAlgorithm, RowIndexing, SlotAssignment};
 pub use ffn::{DenseFfn, Experts};
 pub use router::{Router, RouterOutput};
 pub use stats::{RoutingStats, RoutingSummary};

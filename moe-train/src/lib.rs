@@ -4,6 +4,7 @@
 //! `main.rs` only parses arguments and calls into this library, so tests and benches drive
 //! the same code paths as the CLI.
 
+pub mod alloc;
 pub mod backend;
 pub mod bench;
 pub mod cli;

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    moe_train::alloc::tune_allocator();
     let cli = moe_train::cli::Cli::parse();
     moe_train::cli::run(cli, &mut std::io::stdout().lock())
 }
