@@ -15,7 +15,9 @@ const TOKENS: usize = 4096;
 const D_MODEL: usize = 256;
 const D_FF: usize = 512;
 
+/// The flex device, with the allocator tuned as in the CLI (`moe-train/src/alloc.rs`).
 fn device() -> Device {
+    moe_train::alloc::tune_allocator();
     Backend::Flex.device().expect("flex backend compiled in")
 }
 

@@ -57,7 +57,7 @@ const POSITION: [i64; 8] = [0, 0, 1, 2, 0, 1, 2, 0];
 const POSITION_BY_PROBABILITY: [i64; 8] = [0, 2, 1, 2, 0, 1, 0, 0];
 const BALANCE: f32 = 1.1408983;
 const Z_LOSS: f32 = 5.1504136;
-const ENTROPY: f32 = 1.0166920;
+const ENTROPY: f32 = 1.016692;
 const MEAN_PROB: [f32; 4] = [0.3112919, 0.3296064, 0.1538967, 0.205205];
 
 /// Capacity factor 1.0 → capacity = 1.0 · 8 / 4 = 2.

@@ -263,7 +263,7 @@ pub fn dispatch_fast_with(
             buffer.scatter(0, index, tokens, IndexingUpdateOp::Add)
         }
     };
-    buffer.slice([0..rows]).reshape([
+    buffer.narrow(0, 0, rows).reshape([
         assignment.num_experts,
         assignment.num_groups * assignment.capacity,
         d_model,

@@ -109,7 +109,7 @@ impl SwitchLayer {
             None => 1,
             Some(group_size) => {
                 assert!(
-                    num_tokens % group_size == 0,
+                    num_tokens.is_multiple_of(group_size),
                     "switch layer: routing group_size {group_size} does not divide the {num_tokens} tokens of this \
                      batch; pick a group_size that divides batch_size * seq_len"
                 );

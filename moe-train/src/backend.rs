@@ -108,7 +108,7 @@ pub fn sync_and_check<const D: usize>(
     device
         .sync()
         .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
-    let first = tensor.clone().flatten::<1>(0, D - 1).slice([0..1]);
+    let first = tensor.clone().flatten::<1>(0, D - 1).narrow(0, 0, 1);
     let value = first
         .into_data()
         .try_into_vec_as::<f32>()
