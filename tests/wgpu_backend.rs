@@ -1,0 +1,92 @@
+//! The switch layer on burn-wgpu matches the CPU backend, in outputs and gradients, with the
+//! GPU row indexing (`scatter`/`gather`) that `RowIndexing::for_device` picks there.
+//!
+//! CI has no GPU: `.ci/run` installs Mesa's software Vulkan driver (lavapipe), which wgpu
+//! finds like any adapter. Shapes are tiny because every kernel compiles on first use.
+
+mod common;
+
+use burn::module::Param;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use common::*;
+use moe_core::{DispatchKind, Mode, RowIndexing, SwitchConfig, SwitchLayer};
+use moe_train::Backend;
+
+/// Copies every parameter of `layer` onto `device` (same values, new trainable leaves).
+fn to_device(layer: &SwitchLayer, device: &Device) -> SwitchLayer {
+    fn copy<const D: usize>(p: &Param<Tensor<D>>, device: &Device) -> Param<Tensor<D>> {
+        Param::from_tensor(Tensor::from_data(p.val().into_data(), device))
+    }
+    let mut out = layer.clone();
+    out.router.weight = copy(&layer.router.weight, device);
+    out.experts.w1 = copy(&layer.experts.w1, device);
+    out.experts.w2 = copy(&layer.experts.w2, device);
+    out.experts.w3 = layer.experts.w3.as_ref().map(|w| copy(w, device));
+    out
+}
+
+struct Run {
+    hidden: Vec<f32>,
+    balance: Vec<f32>,
+    grad_router: Vec<f32>,
+    grad_w2: Vec<f32>,
+}
+
+fn run(layer: &SwitchLayer, x: &[f32], shape: [usize; 3], device: &Device) -> Run {
+    let x = Tensor::<3>::from_data(TensorData::new(x.to_vec(), shape), device);
+    let out = layer.forward(x, Mode::Train);
+    let loss = (out.hidden.clone() * out.hidden.clone()).sum() + out.balance_loss.clone();
+    let grads = loss.backward();
+    Run {
+        hidden: floats(out.hidden),
+        balance: floats(out.balance_loss),
+        grad_router: floats(
+            layer
+                .router
+                .weight
+                .val()
+                .grad(&grads)
+                .expect("router gradient"),
+        ),
+        grad_w2: floats(layer.experts.w2.val().grad(&grads).expect("w2 gradient")),
+    }
+}
+
+#[test]
+fn wgpu_matches_cpu_in_outputs_and_gradients() {
+    let gpu = Backend::Wgpu.device().expect("wgpu compiled in").autodiff();
+    assert_eq!(
+        RowIndexing::for_device(&gpu),
+        RowIndexing::ScatterGather,
+        "{gpu:?}"
+    );
+    let cpu = device().autodiff();
+    let shape = [2, 8, 8];
+    let x = floats(Tensor::<3>::random(
+        shape,
+        Distribution::Normal(0.0, 1.0),
+        &cpu,
+    ));
+    for dispatch in [DispatchKind::Fast, DispatchKind::Einsum] {
+        let config = SwitchConfig::new(8, 16, 4)
+            .with_capacity_factor_train(0.75)
+            .with_min_capacity(1)
+            .with_dispatch(dispatch)
+            .with_router_init_scale(2.0);
+        let cpu_layer = layer(&config, &cpu, 13);
+        let gpu_layer = to_device(&cpu_layer, &gpu);
+        let a = run(&cpu_layer, &x, shape, &cpu);
+        let b = run(&gpu_layer, &x, shape, &gpu);
+        let what = |q: &str| format!("{dispatch:?}: {q}");
+        assert_close(&what("hidden"), &b.hidden, &a.hidden, 1e-4, 1e-3);
+        assert_close(&what("balance loss"), &b.balance, &a.balance, 1e-5, 1e-4);
+        assert_close(
+            &what("d router"),
+            &b.grad_router,
+            &a.grad_router,
+            1e-4,
+            1e-3,
+        );
+        assert_close(&what("d w2"), &b.grad_w2, &a.grad_w2, 1e-4, 1e-3);
+    }
+}
