@@ -107,8 +107,8 @@ fn run(layer: &SwitchLayer, tokens: Tensor<2>, mode: Mode) -> Result {
         z: floats(out.z_loss),
         grad_tokens: grad(tokens.grad(&grads)),
         grad_router: grad(layer.router.weight.val().grad(&grads)),
-        grad_w1: floats(layer.experts.w1.val().grad(&grads).expect("w1 gradient")),
-        grad_w2: floats(layer.experts.w2.val().grad(&grads).expect("w2 gradient")),
+        grad_w1: grad_of(&layer.experts.w1, &grads),
+        grad_w2: grad_of(&layer.experts.w2, &grads),
     }
 }
 
@@ -218,15 +218,8 @@ fn row_indexing_variants_agree_in_gradients() {
         (
             floats(out),
             floats(x.grad(&grads).expect("token gradient")),
-            floats(
-                layer
-                    .router
-                    .weight
-                    .val()
-                    .grad(&grads)
-                    .expect("router gradient"),
-            ),
-            floats(layer.experts.w1.val().grad(&grads).expect("w1 gradient")),
+            grad_of(&layer.router.weight, &grads),
+            grad_of(&layer.experts.w1, &grads),
         )
     };
     let a = run(RowIndexing::Select);

@@ -40,15 +40,8 @@ fn run(layer: &SwitchLayer, x: &[f32], shape: [usize; 3], device: &Device) -> Ru
     Run {
         hidden: floats(out.hidden),
         balance: floats(out.balance_loss),
-        grad_router: floats(
-            layer
-                .router
-                .weight
-                .val()
-                .grad(&grads)
-                .expect("router gradient"),
-        ),
-        grad_w2: floats(layer.experts.w2.val().grad(&grads).expect("w2 gradient")),
+        grad_router: grad_of(&layer.router.weight, &grads),
+        grad_w2: grad_of(&layer.experts.w2, &grads),
     }
 }
 

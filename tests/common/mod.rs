@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use burn::module::Param;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 use moe_core::{SwitchConfig, SwitchLayer};
 use moe_train::Backend;
 
@@ -48,4 +48,17 @@ pub fn with_router_weight(mut layer: SwitchLayer, weight: Tensor<2>) -> SwitchLa
 pub fn layer(config: &SwitchConfig, device: &Device, seed: u64) -> SwitchLayer {
     device.seed(seed);
     config.init(device)
+}
+
+/// The gradient of a parameter after `backward`, as a flat vector.
+///
+/// # Panics
+/// If the parameter received no gradient (it did not take part in the loss).
+pub fn grad_of<const D: usize>(param: &Param<Tensor<D>>, grads: &Gradients) -> Vec<f32> {
+    floats(
+        param
+            .val()
+            .grad(grads)
+            .expect("parameter received a gradient"),
+    )
 }

@@ -1,0 +1,143 @@
+//! Pre-norm transformer block with a dense or Switch FFN.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+
+use super::attention::CausalSelfAttention;
+use super::config::{NormKind, SwitchTransformerConfig};
+use crate::config::Mode;
+use crate::ffn::DenseFfn;
+use crate::switch::{SwitchLayer, SwitchOutput};
+
+/// RMSNorm or LayerNorm.
+#[derive(Module, Debug)]
+pub enum Norm {
+    /// RMSNorm.
+    Rms(RmsNorm),
+    /// LayerNorm.
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    /// A norm of width `d_model`.
+    pub fn init(kind: NormKind, d_model: usize, device: &Device) -> Self {
+        match kind {
+            NormKind::Rms => Norm::Rms(RmsNormConfig::new(d_model).init(device)),
+            NormKind::Layer => Norm::Layer(LayerNormConfig::new(d_model).init(device)),
+        }
+    }
+
+    /// `[.., d_model]` → same.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Norm::Rms(n) => n.forward(x),
+            Norm::Layer(n) => n.forward(x),
+        }
+    }
+}
+
+/// The FFN of a block: dense, or a Switch layer.
+#[derive(Module, Debug)]
+pub enum FeedForward {
+    /// Dense FFN.
+    Dense(DenseFfn),
+    /// Switch layer.
+    Switch(SwitchLayer),
+}
+
+/// Output of a block's FFN: hidden states, and the routing output for a Switch FFN.
+pub struct FfnOutput {
+    /// `[batch_size, seq_len, d_model]`.
+    pub hidden: Tensor<3>,
+    /// Losses and statistics of a Switch FFN; `None` for a dense one.
+    pub switch: Option<SwitchOutput>,
+}
+
+impl FeedForward {
+    /// # Shapes
+    /// - `x`: `[batch_size, seq_len, d_model]`
+    pub fn forward(&self, x: Tensor<3>, mode: Mode) -> FfnOutput {
+        match self {
+            FeedForward::Dense(ffn) => FfnOutput {
+                hidden: ffn.forward(x, mode),
+                switch: None,
+            },
+            FeedForward::Switch(layer) => {
+                let out = layer.forward(x, mode);
+                FfnOutput {
+                    hidden: out.hidden.clone(),
+                    switch: Some(out),
+                }
+            }
+        }
+    }
+}
+
+/// `x + attn(norm(x))`, then `x + ffn(norm(x))`, with dropout on both branches in training.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// Norm before attention.
+    pub attn_norm: Norm,
+    /// Causal self-attention.
+    pub attn: CausalSelfAttention,
+    /// Norm before the FFN.
+    pub ffn_norm: Norm,
+    /// Dense or Switch FFN.
+    pub ffn: FeedForward,
+    /// Dropout probability in training.
+    pub dropout: f64,
+}
+
+impl Block {
+    /// Block `layer` of a model (sparse FFN where [`SwitchTransformerConfig::is_sparse`]).
+    pub fn init(config: &SwitchTransformerConfig, layer: usize, device: &Device) -> Self {
+        let d_model = config.d_model;
+        let ffn = if config.is_sparse(layer) {
+            FeedForward::Switch(config.switch_layer().init(device))
+        } else {
+            let s = &config.switch;
+            FeedForward::Dense(DenseFfn::init(
+                d_model,
+                config.d_ff,
+                s.activation,
+                s.expert_init_scale,
+                device,
+            ))
+        };
+        Self {
+            attn_norm: Norm::init(config.norm, d_model, device),
+            attn: CausalSelfAttention::init(
+                d_model,
+                config.n_heads,
+                config.max_seq_len,
+                config.positions == super::config::PositionKind::Rope,
+                config.init_scale,
+                device,
+            ),
+            ffn_norm: Norm::init(config.norm, d_model, device),
+            ffn,
+            dropout: config.dropout,
+        }
+    }
+
+    fn drop(&self, x: Tensor<3>, mode: Mode) -> Tensor<3> {
+        if mode == Mode::Eval || self.dropout == 0.0 {
+            return x;
+        }
+        let keep = Tensor::<3>::random(
+            x.shape(),
+            Distribution::Bernoulli(1.0 - self.dropout),
+            &x.device(),
+        );
+        x * keep / (1.0 - self.dropout)
+    }
+
+    /// # Shapes
+    /// - `x`: `[batch_size, seq_len, d_model]`
+    pub fn forward(&self, x: Tensor<3>, mode: Mode) -> (Tensor<3>, Option<SwitchOutput>) {
+        let x = x.clone() + self.drop(self.attn.forward(self.attn_norm.forward(x)), mode);
+        let ffn = self.ffn.forward(self.ffn_norm.forward(x.clone()), mode);
+        (x + self.drop(ffn.hidden, mode), ffn.switch)
+    }
+}

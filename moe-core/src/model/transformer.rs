@@ -1,0 +1,168 @@
+//! The Switch decoder-only causal language model.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::block::{Block, Norm};
+use super::config::{PositionKind, SwitchTransformerConfig};
+use crate::config::Mode;
+use crate::init::truncated_normal_param;
+use crate::stats::RoutingStats;
+
+/// Routing statistics of one sparse block.
+#[derive(Debug, Clone)]
+pub struct LayerRouting {
+    /// 0-based block index.
+    pub layer: usize,
+    /// The block's routing statistics.
+    pub stats: RoutingStats,
+}
+
+/// Logits and the auxiliary terms of one forward call.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    /// `[batch_size, seq_len, vocab_size]`.
+    pub logits: Tensor<3>,
+    /// Σ over sparse layers of the unscaled balance loss, `[1]` (0 for a dense model).
+    pub balance_loss: Tensor<1>,
+    /// Σ over sparse layers of the unscaled router z-loss, `[1]` (0 for a dense model).
+    pub z_loss: Tensor<1>,
+    /// Per sparse layer routing statistics.
+    pub routing: Vec<LayerRouting>,
+}
+
+/// The training loss and its parts, kept apart for logging.
+#[derive(Debug, Clone)]
+pub struct LossOutput {
+    /// `ce + balance_coef · balance_loss + z_loss_coef · z_loss`, `[1]`.
+    pub loss: Tensor<1>,
+    /// Mean next-token cross-entropy (nats), `[1]` — the only term of evaluation perplexity.
+    pub ce: Tensor<1>,
+    /// Σ over sparse layers of the unscaled balance loss, `[1]`.
+    pub balance_loss: Tensor<1>,
+    /// Σ over sparse layers of the unscaled z-loss, `[1]`.
+    pub z_loss: Tensor<1>,
+    /// Per sparse layer routing statistics.
+    pub routing: Vec<LayerRouting>,
+}
+
+/// Decoder-only causal LM: token embedding (+ learned positions) → pre-norm blocks (causal
+/// self-attention; dense or Switch FFN) → final norm → LM head (tied to the embedding by
+/// default).
+#[derive(Module, Debug)]
+pub struct SwitchTransformer {
+    /// Token embedding, `[vocab_size, d_model]`.
+    pub embedding: Param<Tensor<2>>,
+    /// Learned positions, `[max_seq_len, d_model]` (`None` with RoPE).
+    pub positions: Option<Param<Tensor<2>>>,
+    /// Transformer blocks.
+    pub blocks: Vec<Block>,
+    /// Norm before the LM head.
+    pub final_norm: Norm,
+    /// Untied LM head, `[d_model, vocab_size]` (`None`: tied to the embedding).
+    pub lm_head: Option<Param<Tensor<2>>>,
+    /// Balance-loss coefficient α.
+    pub balance_coef: f64,
+    /// z-loss coefficient.
+    pub z_loss_coef: f64,
+}
+
+impl SwitchTransformerConfig {
+    /// Builds the model. Assumes [`SwitchTransformerConfig::validate`] passed.
+    pub fn init(&self, device: &Device) -> SwitchTransformer {
+        let d = self.d_model;
+        SwitchTransformer {
+            embedding: truncated_normal_param([self.vocab_size, d], d, self.init_scale, device),
+            positions: (self.positions == PositionKind::Learned)
+                .then(|| truncated_normal_param([self.max_seq_len, d], d, self.init_scale, device)),
+            blocks: (0..self.n_layers)
+                .map(|layer| Block::init(self, layer, device))
+                .collect(),
+            final_norm: Norm::init(self.norm, d, device),
+            lm_head: (!self.tie_embeddings)
+                .then(|| truncated_normal_param([d, self.vocab_size], d, self.init_scale, device)),
+            balance_coef: self.balance_coef,
+            z_loss_coef: self.z_loss_coef,
+        }
+    }
+}
+
+impl SwitchTransformer {
+    /// # Shapes
+    /// - `tokens`: `[batch_size, seq_len]`
+    /// - logits: `[batch_size, seq_len, vocab_size]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, mode: Mode) -> ModelOutput {
+        let [batch_size, seq_len] = tokens.dims();
+        let [_, d_model] = self.embedding.dims();
+        let device = tokens.device();
+        let mut x = self
+            .embedding
+            .val()
+            .select(0, tokens.reshape([batch_size * seq_len])) // [batch_size · seq_len, d_model]
+            .reshape([batch_size, seq_len, d_model]);
+        if let Some(pos) = &self.positions {
+            x = x + pos.val().narrow(0, 0, seq_len).unsqueeze_dim(0); // [1, seq_len, d_model]
+        }
+        let mut balance_loss = Tensor::<1>::zeros([1], &device);
+        let mut z_loss = Tensor::<1>::zeros([1], &device);
+        let mut routing = Vec::new();
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let (next, switch) = block.forward(x, mode);
+            x = next;
+            if let Some(out) = switch {
+                balance_loss = balance_loss + out.balance_loss;
+                z_loss = z_loss + out.z_loss;
+                routing.push(LayerRouting {
+                    layer,
+                    stats: out.stats,
+                });
+            }
+        }
+        let h = self.final_norm.forward(x); // [batch_size, seq_len, d_model]
+        let head = match &self.lm_head {
+            Some(w) => w.val(),
+            None => self.embedding.val().transpose(), // [d_model, vocab_size]
+        };
+        ModelOutput {
+            logits: h.matmul(head.unsqueeze_dim(0)),
+            balance_loss,
+            z_loss,
+            routing,
+        }
+    }
+
+    /// Next-token loss: `loss = CE + α · Σ balance + c_z · Σ z` (Switch eq. 4 summed over
+    /// sparse layers; ST-MoE eq. 5), each term also returned alone.
+    ///
+    /// # Shapes
+    /// - `tokens`, `targets`: `[batch_size, seq_len]`
+    pub fn forward_loss(
+        &self,
+        tokens: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        mode: Mode,
+    ) -> LossOutput {
+        let out = self.forward(tokens, mode);
+        let ce = cross_entropy(out.logits, targets);
+        let loss = ce.clone()
+            + out.balance_loss.clone().mul_scalar(self.balance_coef)
+            + out.z_loss.clone().mul_scalar(self.z_loss_coef);
+        LossOutput {
+            loss,
+            ce,
+            balance_loss: out.balance_loss,
+            z_loss: out.z_loss,
+            routing: out.routing,
+        }
+    }
+}
+
+/// Mean cross-entropy (nats) of `logits` `[batch_size, seq_len, vocab_size]` against
+/// `targets` `[batch_size, seq_len]`, `[1]`.
+pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+    let [batch_size, seq_len, vocab_size] = logits.dims();
+    let n = batch_size * seq_len;
+    let log_probs = log_softmax(logits.reshape([n, vocab_size]), 1); // [n, vocab_size]
+    log_probs.gather(1, targets.reshape([n, 1])).mean().neg()
+}
