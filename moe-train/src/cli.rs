@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 
 use crate::bench::routing::{self, RoutingBenchArgs};
+use crate::info::{self, InfoArgs};
 
 /// switchyard: train and benchmark Switch Transformer (Mixture-of-Experts) models.
 #[derive(Debug, Parser)]
@@ -18,6 +19,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parameters, FLOPs per token and memory of a model config and its dense twin.
+    Info(InfoArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -34,6 +37,7 @@ pub enum BenchCommand {
 /// Runs a parsed command, writing results to `out`.
 pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
+        Command::Info(args) => info::run(&args, out),
         Command::Bench(BenchCommand::Routing(args)) => routing::run(&args, out).map(|_| ()),
     }
 }

@@ -8,5 +8,7 @@ pub mod alloc;
 pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod config_file;
+pub mod info;
 
 pub use backend::{Backend, BackendError};
