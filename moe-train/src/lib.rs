@@ -10,5 +10,6 @@ pub mod bench;
 pub mod cli;
 pub mod config_file;
 pub mod info;
+pub mod weights;
 
 pub use backend::{Backend, BackendError};

@@ -1,0 +1,115 @@
+//! Safetensors export: save → load gives identical logits; experts are stored one tensor
+//! each under HF-style names; wrong files are reported by file and tensor name.
+
+mod common;
+
+use burn::tensor::{Int, Tensor};
+use common::*;
+use moe_core::model::{NormKind, PositionKind, SwitchTransformerConfig};
+use moe_core::{Activation, Mode, SwitchConfig};
+use moe_train::weights::{load_safetensors, named_tensors, save_safetensors};
+
+fn configs() -> Vec<SwitchTransformerConfig> {
+    let base = SwitchTransformerConfig::new(16, 8, 2, 2, 16, 8, SwitchConfig::new(8, 16, 4));
+    vec![
+        base.clone(),
+        SwitchTransformerConfig {
+            switch: SwitchConfig::new(8, 16, 4).with_activation(Activation::Swiglu),
+            ..base
+                .with_norm(NormKind::Layer)
+                .with_positions(PositionKind::Learned)
+                .with_tie_embeddings(false)
+                .with_moe_every(1)
+        },
+    ]
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-weights-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn save_then_load_gives_identical_logits() {
+    let device = device();
+    let dir = temp_dir("roundtrip");
+    for (i, config) in configs().into_iter().enumerate() {
+        device.seed(i as u64);
+        let model = config.init(&device);
+        let path = dir.join(format!("model{i}.safetensors"));
+        save_safetensors(&model, &config, &path).expect("save");
+        assert!(
+            !path.with_extension("safetensors.tmp").exists(),
+            "no temporary file left behind"
+        );
+        device.seed(100 + i as u64); // a different init, fully overwritten by the load
+        let loaded = load_safetensors(&config, &path, &device).expect("load");
+        let tokens = Tensor::<1, Int>::arange(0..16, &device)
+            .remainder_scalar(16)
+            .reshape([2, 8]);
+        let a = floats(model.forward(tokens.clone(), Mode::Eval).logits);
+        let b = floats(loaded.forward(tokens, Mode::Eval).logits);
+        assert_eq!(a, b, "config {i}: logits after the round trip");
+    }
+}
+
+#[test]
+fn experts_are_stored_one_by_one_with_hf_style_names() {
+    let device = device();
+    let config = configs()[1].clone();
+    let names: Vec<String> = named_tensors(&config.init(&device))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for want in [
+        "embedding.weight",
+        "positions.weight",
+        "layers.0.attn_norm.weight",
+        "layers.0.attn_norm.bias",
+        "layers.0.attn.wq",
+        "layers.1.ffn.router.weight",
+        "layers.1.ffn.experts.3.w1",
+        "layers.1.ffn.experts.3.w3",
+        "layers.1.ffn.experts.0.w2",
+        "final_norm.weight",
+        "lm_head.weight",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "missing {want} in {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n == "layers.1.ffn.experts.4.w1"),
+        "only 4 experts"
+    );
+}
+
+#[test]
+fn wrong_files_name_the_file_and_tensor() {
+    let device = device();
+    let dir = temp_dir("errors");
+    let config = configs()[0].clone();
+    let path = dir.join("m.safetensors");
+    save_safetensors(&config.init(&device), &config, &path).unwrap();
+
+    let more_experts = SwitchTransformerConfig {
+        switch: SwitchConfig::new(8, 16, 6),
+        ..config.clone()
+    };
+    let err = load_safetensors(&more_experts, &path, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("m.safetensors") && err.contains("layers.1.ffn.router.weight"),
+        "{err}"
+    );
+
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file").unwrap();
+    let err = load_safetensors(&config, &garbage, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("garbage.safetensors"), "{err}");
+}
