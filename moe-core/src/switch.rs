@@ -5,8 +5,8 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::{DispatchKind, Mode, SwitchConfig};
 use crate::dispatch::{
-    combine_einsum, combine_fast, dispatch_einsum, dispatch_fast, dispatch_mask, PositionAlgorithm,
-    SlotAssignment,
+    combine_einsum, combine_fast_with, dispatch_einsum, dispatch_fast_with, dispatch_mask,
+    PositionAlgorithm, RowIndexing, SlotAssignment,
 };
 use crate::ffn::Experts;
 use crate::losses::{balance_loss, z_loss};
@@ -170,8 +170,10 @@ impl SwitchLayer {
     ) -> Tensor<2> {
         match self.config.dispatch {
             DispatchKind::Fast => {
-                let expert_out = experts(dispatch_fast(tokens, assignment));
-                combine_fast(expert_out, assignment, gate)
+                // One backend check per call, shared by dispatch and combine.
+                let indexing = RowIndexing::for_device(&tokens.device());
+                let expert_out = experts(dispatch_fast_with(tokens, assignment, indexing));
+                combine_fast_with(expert_out, assignment, gate, indexing)
             }
             DispatchKind::Einsum => {
                 let mask = dispatch_mask(assignment);

@@ -83,14 +83,11 @@ pub fn load_model_config(path: &Path) -> Result<SwitchTransformerConfig, ConfigF
         }
     }
     // The switch layer's widths are the model's unless given.
-    if let Some(toml::Value::Table(switch)) = given.get("switch").cloned() {
-        let mut switch = switch;
-        for key in ["d_model", "d_ff"] {
-            if !switch.contains_key(key) {
-                switch.insert(key.to_string(), given[key].clone());
-            }
+    let widths = ["d_model", "d_ff"].map(|key| (key, given[key].clone()));
+    if let Some(toml::Value::Table(switch)) = given.get_mut("switch") {
+        for (key, value) in widths {
+            switch.entry(key).or_insert(value);
         }
-        given.insert("switch".to_string(), toml::Value::Table(switch));
     }
     // Every field with its default (the required ones are all given, so the placeholders
     // below are always overwritten).

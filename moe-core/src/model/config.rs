@@ -159,25 +159,18 @@ impl SwitchTransformerConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             bad("dropout", format!("is {}; must be in [0, 1)", self.dropout));
         }
+        if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
+            bad(
+                "init_scale",
+                format!("is {}; must be finite and > 0", self.init_scale),
+            );
+        }
         for (field, v) in [
-            ("init_scale", self.init_scale),
             ("balance_coef", self.balance_coef),
             ("z_loss_coef", self.z_loss_coef),
         ] {
-            let ok = v.is_finite()
-                && if field == "init_scale" {
-                    v > 0.0
-                } else {
-                    v >= 0.0
-                };
-            if !ok {
-                bad(
-                    field,
-                    format!(
-                        "is {v}; must be finite and {}",
-                        if field == "init_scale" { "> 0" } else { ">= 0" }
-                    ),
-                );
+            if !(v.is_finite() && v >= 0.0) {
+                bad(field, format!("is {v}; must be finite and >= 0"));
             }
         }
         if self.switch.d_model != self.d_model {
