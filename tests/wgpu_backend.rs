@@ -10,6 +10,7 @@ use burn::module::Param;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use common::*;
 use moe_core::{DispatchKind, Mode, RowIndexing, SwitchConfig, SwitchLayer};
+use moe_train::train::{self, TrainArgs};
 use moe_train::Backend;
 
 /// Copies every parameter of `layer` onto `device` (same values, new trainable leaves).
@@ -47,7 +48,8 @@ fn run(layer: &SwitchLayer, x: &[f32], shape: [usize; 3], device: &Device) -> Ru
 
 #[test]
 fn wgpu_matches_cpu_in_outputs_and_gradients() {
-    let gpu = Backend::Wgpu.device().expect("wgpu compiled in").autodiff();
+    let Some(gpu) = wgpu_device() else { return };
+    let gpu = gpu.autodiff();
     assert_eq!(
         RowIndexing::for_device(&gpu),
         RowIndexing::ScatterGather,
@@ -82,4 +84,68 @@ fn wgpu_matches_cpu_in_outputs_and_gradients() {
         );
         assert_close(&what("d w2"), &b.grad_w2, &a.grad_w2, 1e-4, 1e-3);
     }
+}
+
+/// A few training steps of a tiny model on wgpu follow the CPU run: same initial weights
+/// (built on the CPU from the seed), same batches, losses within f32 reduction-order noise.
+#[test]
+fn wgpu_training_steps_match_cpu() {
+    if wgpu_device().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("switchyard-wgpu-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sets = [
+        "vocab_size=256",
+        "d_model=32",
+        "n_layers=2",
+        "n_heads=2",
+        "d_ff=64",
+        "max_seq_len=16",
+        "switch.num_experts=4",
+        "train.steps=4",
+        "train.batch_size=4",
+        "train.seq_len=16",
+        "train.warmup_steps=1",
+        "train.log_every=1",
+        "train.eval_every=0",
+        "train.eval_batches=1",
+        "train.peak_flops=1e9",
+        "data.builtin_train_tokens=5000",
+        "data.builtin_val_tokens=1000",
+    ];
+    let losses = |backend: Backend| {
+        let out = dir.join(backend.name());
+        let args = TrainArgs {
+            sets: sets.map(String::from).to_vec(),
+            backend,
+            out: Some(out.clone()),
+            quiet: true,
+            ..TrainArgs::default()
+        };
+        train::run(&args, &mut Vec::new()).expect("trains");
+        moe_train::metrics::read_metrics(&out.join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                moe_train::metrics::Record::Train(t) => {
+                    Some([t.ce as f32, t.balance_loss as f32, t.grad_norm as f32])
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let cpu = losses(Backend::Flex);
+    let gpu = losses(Backend::Wgpu);
+    assert_eq!(cpu.len(), 4);
+    for (step, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
+        assert_close(
+            &format!("step {} [ce, balance, grad norm]", step + 1),
+            b,
+            a,
+            1e-3,
+            2e-3,
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

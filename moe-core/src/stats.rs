@@ -1,6 +1,6 @@
 //! Routing statistics: what the router did in one forward call.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 /// Routing statistics of one switch-layer call, kept on the device (detached) so the
 /// training path never waits for a host read; call [`RoutingStats::summary`] to read them.
@@ -14,6 +14,9 @@ pub struct RoutingStats {
     pub mean_prob: Tensor<1>,
     /// Mean over tokens of the router entropy `-Σ_i p_i log p_i` (nats), `[1]`.
     pub entropy: Tensor<1>,
+    /// Top-1 expert of each token, in the layer's flattened token order
+    /// (`batch · seq_len + position`), `[num_tokens]` (for expert-by-domain tables).
+    pub expert_index: Tensor<1, Int>,
     /// Tokens routed in this call.
     pub num_tokens: usize,
     /// Capacity per expert per group in this call.

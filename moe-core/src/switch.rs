@@ -224,6 +224,7 @@ fn routing_stats(
         kept_per_expert: counts.clamp_max(capacity as f64).sum_dim(0).squeeze_dim(0),
         mean_prob: probs.mean_dim(0).squeeze_dim(0),
         entropy,
+        expert_index: assignment.expert_index.clone(),
         num_tokens,
         capacity,
         num_groups: assignment.num_groups,

@@ -5,7 +5,10 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 
 use crate::bench::routing::{self, RoutingBenchArgs};
+use crate::eval_cmd::{self, EvalArgs};
+use crate::generate::{self, GenerateArgs};
 use crate::info::{self, InfoArgs};
+use crate::train::{self, TrainArgs};
 
 /// switchyard: train and benchmark Switch Transformer (Mixture-of-Experts) models.
 #[derive(Debug, Parser)]
@@ -19,6 +22,12 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train a switch (or dense) model: built-in corpus or --data text, checkpoints, metrics.
+    Train(TrainArgs),
+    /// Evaluate a checkpoint: CE, perplexity, accuracy, calibration, routing by domain.
+    Eval(EvalArgs),
+    /// Sample text from a checkpoint.
+    Generate(GenerateArgs),
     /// Parameters, FLOPs per token and memory of a model config and its dense twin.
     Info(InfoArgs),
     /// Benchmarks.
@@ -34,10 +43,23 @@ pub enum BenchCommand {
     Routing(RoutingBenchArgs),
 }
 
-/// Runs a parsed command, writing results to `out`.
-pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
+/// Exit status of a run stopped by Ctrl-C (128 + SIGINT), after its checkpoint was saved.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Runs a parsed command, writing results to `out`; returns the process exit status.
+pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Info(args) => info::run(&args, out),
-        Command::Bench(BenchCommand::Routing(args)) => routing::run(&args, out).map(|_| ()),
+        Command::Train(args) => {
+            train::run(&args, out)?;
+            Ok(if train::was_interrupted() {
+                EXIT_INTERRUPTED
+            } else {
+                0
+            })
+        }
+        Command::Eval(args) => eval_cmd::run(&args, out).map(|_| 0),
+        Command::Generate(args) => generate::run(&args, out).map(|_| 0),
+        Command::Info(args) => info::run(&args, out).map(|_| 0),
+        Command::Bench(BenchCommand::Routing(args)) => routing::run(&args, out).map(|_| 0),
     }
 }

@@ -63,17 +63,32 @@ const REQUIRED: [&str; 7] = [
 ];
 
 /// Reads, parses and validates a model config. Fields left out take the defaults documented
-/// in `moe-core/src/model/config.rs`; unknown keys are errors.
+/// in `moe-core/src/model/config.rs`; unknown keys are errors. A run config's `[train]` and
+/// `[data]` tables (see [`crate::run_config`]) are ignored here.
 pub fn load_model_config(path: &Path) -> Result<SwitchTransformerConfig, ConfigFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
         path: path.into(),
         source,
     })?;
+    let mut given: toml::Table =
+        toml::from_str(&text).map_err(|source| ConfigFileError::Parse {
+            path: path.into(),
+            source,
+        })?;
+    given.remove("train");
+    given.remove("data");
+    model_config_from_table(given, path)
+}
+
+/// Builds and validates a model config from parsed TOML; errors name `path`.
+pub fn model_config_from_table(
+    mut given: toml::Table,
+    path: &Path,
+) -> Result<SwitchTransformerConfig, ConfigFileError> {
     let parse_error = |source| ConfigFileError::Parse {
         path: path.into(),
         source,
     };
-    let mut given: toml::Table = toml::from_str(&text).map_err(parse_error)?;
     for key in REQUIRED {
         if lookup(&given, key).is_none() {
             return Err(ConfigFileError::MissingKey {

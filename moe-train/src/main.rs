@@ -2,8 +2,14 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     moe_train::alloc::tune_allocator();
     let cli = moe_train::cli::Cli::parse();
-    moe_train::cli::run(cli, &mut std::io::stdout().lock())
+    match moe_train::cli::run(cli, &mut std::io::stdout().lock()) {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
+    }
 }

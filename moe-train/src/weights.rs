@@ -44,6 +44,28 @@ pub enum WeightsError {
     },
 }
 
+/// A copy of `model` on `device` (any backend to any other), through host memory.
+pub fn copy_to_device(
+    model: &SwitchTransformer,
+    config: &SwitchTransformerConfig,
+    device: &Device,
+) -> SwitchTransformer {
+    let tensors = named_tensors(model)
+        .into_iter()
+        .map(|(name, data)| {
+            let shape = data.shape().to_vec();
+            (
+                name,
+                (
+                    data.try_into_vec_as::<f32>().expect("weights are f32"),
+                    shape,
+                ),
+            )
+        })
+        .collect();
+    model_from_tensors(config, tensors, device).expect("a model's own tensors fit its config")
+}
+
 /// Every weight of `model` under its exported name, experts split one per tensor.
 pub fn named_tensors(model: &SwitchTransformer) -> Vec<(String, TensorData)> {
     let mut out = Vec::new();
@@ -122,11 +144,20 @@ pub fn save_safetensors(
     config: &SwitchTransformerConfig,
     path: &Path,
 ) -> Result<(), WeightsError> {
-    let io = |source| WeightsError::Io {
-        path: path.into(),
-        source,
-    };
-    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = named_tensors(model)
+    let metadata = HashMap::from([(
+        CONFIG_KEY.to_string(),
+        serde_json::to_string(config).expect("config is JSON"),
+    )]);
+    write_f32_tensors(path, named_tensors(model), metadata)
+}
+
+/// Writes named f32 tensors (and string metadata) to a safetensors file atomically.
+pub fn write_f32_tensors(
+    path: &Path,
+    tensors: Vec<(String, TensorData)>,
+    metadata: HashMap<String, String>,
+) -> Result<(), WeightsError> {
+    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .into_iter()
         .map(|(name, data)| {
             let shape = data.shape().to_vec();
@@ -145,23 +176,57 @@ pub fn save_safetensors(
                 .expect("shape matches the byte count"),
         )
     });
-    let metadata = HashMap::from([(
-        CONFIG_KEY.to_string(),
-        serde_json::to_string(config).expect("config is JSON"),
-    )]);
     let bytes =
         safetensors::serialize(views, Some(metadata)).map_err(|e| WeightsError::Format {
             path: path.into(),
             message: e.to_string(),
         })?;
-    let tmp = path.with_extension("safetensors.tmp");
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
+    crate::fsutil::write_atomic(path, &bytes).map_err(|source| WeightsError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Reads every f32 tensor of a safetensors file: name → (values, shape), and the metadata.
+pub fn read_f32_tensors(path: &Path) -> Result<F32Tensors, WeightsError> {
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let format = |message: String| WeightsError::Format {
+        path: path.into(),
+        message,
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(format(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.insert(name, (values, view.shape().to_vec()));
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    Ok(F32Tensors {
+        tensors,
+        metadata: header.metadata().clone().unwrap_or_default(),
+    })
+}
+
+/// Contents of a safetensors file of f32 tensors.
+#[derive(Debug, Clone, Default)]
+pub struct F32Tensors {
+    /// Name → (values, shape).
+    pub tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
+    /// String metadata.
+    pub metadata: HashMap<String, String>,
 }
 
 /// Builds the model of `config` on `device` with the weights stored in `path`.
@@ -170,39 +235,37 @@ pub fn load_safetensors(
     path: &Path,
     device: &Device,
 ) -> Result<SwitchTransformer, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let file = read_f32_tensors(path)?;
+    model_from_tensors(config, file.tensors, device).map_err(|(name, message)| {
+        WeightsError::Tensor {
+            path: path.into(),
+            name,
+            message,
+        }
+    })
+}
+
+/// Builds the model of `config` on `device` from named f32 tensors (`name → (values, shape)`,
+/// the names of [`named_tensors`]). Errors give the offending tensor's name and what is wrong.
+pub fn model_from_tensors(
+    config: &SwitchTransformerConfig,
+    mut tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
+    device: &Device,
+) -> Result<SwitchTransformer, (String, String)> {
     let mut model = config.init(device);
     let expected = named_tensors(&model);
     let mut loaded: HashMap<String, Tensor<1>> = HashMap::new();
     for (name, want) in &expected {
-        let bad = |message: String| WeightsError::Tensor {
-            path: path.into(),
-            name: name.clone(),
-            message,
-        };
-        let view = file
-            .tensor(name)
-            .map_err(|_| bad("missing from the file".into()))?;
-        if view.shape() != want.shape().as_slice() || view.dtype() != Dtype::F32 {
+        let bad = |message: String| (name.clone(), message);
+        let (values, shape) = tensors
+            .remove(name)
+            .ok_or_else(|| bad("missing from the file".into()))?;
+        if shape != want.shape().as_slice() {
             return Err(bad(format!(
-                "is {:?} {:?}, the config needs F32 {:?}",
-                view.dtype(),
-                view.shape(),
+                "is {shape:?}, the config needs {:?}",
                 want.shape()
             )));
         }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
         let n = values.len();
         loaded.insert(
             name.clone(),

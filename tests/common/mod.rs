@@ -62,3 +62,26 @@ pub fn grad_of<const D: usize>(param: &Param<Tensor<D>>, grads: &Gradients) -> V
             .expect("parameter received a gradient"),
     )
 }
+
+/// The wgpu device, or `None` (test skipped, said plainly) when this machine has no wgpu
+/// adapter. With `SWITCHYARD_REQUIRE_WGPU=1` (set by `.ci/run`, which installs lavapipe) a
+/// missing adapter fails the test instead.
+pub fn wgpu_device() -> Option<Device> {
+    let probe = std::panic::catch_unwind(|| {
+        let device = moe_train::Backend::Wgpu
+            .device()
+            .expect("wgpu is compiled in");
+        Tensor::<1>::ones([1], &device).into_data();
+        device
+    });
+    match probe {
+        Ok(device) => Some(device),
+        Err(_) if std::env::var("SWITCHYARD_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
+            panic!("no wgpu adapter, and SWITCHYARD_REQUIRE_WGPU=1 requires one (install mesa-vulkan-drivers)")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: no wgpu adapter on this machine (install mesa-vulkan-drivers for lavapipe)");
+            None
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Checkpoints: everything a run needs to continue bit for bit.
+//!
+//! ```text
+//! RUN/checkpoints/step-000400/   model.safetensors      weights (docs/weights.md names)
+//!                                optimizer.safetensors  AdamW moments by module path
+//!                                state.json             step, data position, best, timing
+//!                                config.toml            the resolved run config
+//!                                tokenizer.json
+//! RUN/checkpoints/latest.json    {"checkpoint": "step-000400"}
+//! RUN/checkpoints/best.json      {"checkpoint": "step-000200", "val_ce": …}
+//! ```
+//! A checkpoint is written into `.tmp-step-…`, every file flushed, then renamed into place;
+//! `latest.json` is replaced atomically afterwards, so a crash leaves the previous checkpoint
+//! as "latest". Randomness needs no saved state: every step reseeds the device from
+//! `(seed, step)` and the data order is a pure function of `(seed, epoch)`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use burn::tensor::Device;
+use moe_core::model::SwitchTransformer;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::data::tokenizer;
+use crate::fsutil::{sync_dir, write_atomic};
+use crate::optim::AdamW;
+use crate::run_config::RunConfig;
+use crate::weights;
+
+/// Progress counters saved with each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Training windows consumed (the data position).
+    pub position: u64,
+    /// Training tokens consumed.
+    pub tokens: u64,
+    /// Wall-clock seconds of training so far.
+    pub elapsed_s: f64,
+    /// Best validation cross-entropy so far and its step.
+    pub best: Option<(f64, usize)>,
+}
+
+/// Pointer files `latest.json` / `best.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pointer {
+    checkpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    val_ce: Option<f64>,
+}
+
+/// Folder of a run's checkpoints.
+pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+/// Name of the checkpoint after `step`.
+pub fn step_name(step: usize) -> String {
+    format!("step-{step:06}")
+}
+
+/// Writes a checkpoint of the current state; returns its folder. Re-saving an existing step
+/// is a no-op.
+pub fn save(
+    run_dir: &Path,
+    model: &SwitchTransformer,
+    optim: &AdamW,
+    state: &TrainState,
+    config: &RunConfig,
+    tok: &Tokenizer,
+) -> anyhow::Result<PathBuf> {
+    let root = checkpoints_dir(run_dir);
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let name = step_name(state.step);
+    let dir = root.join(&name);
+    if !dir.exists() {
+        let tmp = root.join(format!(".tmp-{name}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        weights::save_safetensors(model, &config.model, &tmp.join("model.safetensors"))?;
+        let meta = HashMap::from([("updates".to_string(), optim.updates.to_string())]);
+        weights::write_f32_tensors(
+            &tmp.join("optimizer.safetensors"),
+            optim.state_tensors(),
+            meta,
+        )?;
+        write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
+        write_atomic(&tmp.join("config.toml"), config.to_toml().as_bytes())?;
+        tokenizer::save(tok, &tmp.join("tokenizer.json"))?;
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
+        sync_dir(&root)?;
+    }
+    write_pointer(&root.join("latest.json"), &name, None)?;
+    Ok(dir)
+}
+
+fn write_pointer(path: &Path, name: &str, val_ce: Option<f64>) -> anyhow::Result<()> {
+    let pointer = Pointer {
+        checkpoint: name.to_string(),
+        val_ce,
+    };
+    write_atomic(path, &serde_json::to_vec_pretty(&pointer)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn read_pointer(path: &Path) -> anyhow::Result<Pointer> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a checkpoint pointer", path.display()))
+}
+
+/// Marks the checkpoint after `step` as the best (lowest validation CE).
+pub fn mark_best(run_dir: &Path, step: usize, val_ce: f64) -> anyhow::Result<()> {
+    write_pointer(
+        &checkpoints_dir(run_dir).join("best.json"),
+        &step_name(step),
+        Some(val_ce),
+    )
+}
+
+/// Deletes step checkpoints beyond the newest `keep_last`, never the best or the latest.
+pub fn prune(run_dir: &Path, keep_last: usize) -> anyhow::Result<()> {
+    let root = checkpoints_dir(run_dir);
+    let protected: Vec<String> = ["best.json", "latest.json"]
+        .iter()
+        .filter_map(|p| read_pointer(&root.join(p)).ok())
+        .map(|p| p.checkpoint)
+        .collect();
+    let mut steps: Vec<String> = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    steps.sort();
+    let cut = steps.len().saturating_sub(keep_last);
+    for name in &steps[..cut] {
+        if !protected.contains(name) {
+            std::fs::remove_dir_all(root.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Finds the checkpoint folder `path` names: a checkpoint folder itself, or a run directory
+/// (its latest checkpoint; `best = true`: its best).
+pub fn resolve(path: &Path, best: bool) -> anyhow::Result<PathBuf> {
+    if path.join("state.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let root = checkpoints_dir(path);
+    let pointer = root.join(if best { "best.json" } else { "latest.json" });
+    if !pointer.is_file() {
+        bail!(
+            "{} holds no checkpoint (no {}); pass a run directory written by `moe-train train` \
+             or one of its checkpoints/step-* folders",
+            path.display(),
+            pointer.display()
+        );
+    }
+    let dir = root.join(read_pointer(&pointer)?.checkpoint);
+    if !dir.join("state.json").is_file() {
+        bail!(
+            "{} points to {}, which is missing or incomplete",
+            pointer.display(),
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// A loaded checkpoint.
+pub struct Loaded {
+    /// The run config stored with it.
+    pub config: RunConfig,
+    /// Progress counters.
+    pub state: TrainState,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Its folder.
+    pub dir: PathBuf,
+}
+
+/// Reads a checkpoint folder's config, state and tokenizer (weights separately).
+pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
+    let config_path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let table = toml::from_str(&text)
+        .with_context(|| format!("{} is not valid TOML", config_path.display()))?;
+    let config = RunConfig::from_table(table, &config_path)?;
+    let state_path = dir.join("state.json");
+    let state = serde_json::from_slice(
+        &std::fs::read(&state_path)
+            .with_context(|| format!("cannot read {}", state_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a valid state file", state_path.display()))?;
+    let tokenizer = tokenizer::load(&dir.join("tokenizer.json"))?;
+    Ok(Loaded {
+        config,
+        state,
+        tokenizer,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// The model of a loaded checkpoint on `device`.
+pub fn load_model(loaded: &Loaded, device: &Device) -> anyhow::Result<SwitchTransformer> {
+    Ok(weights::load_safetensors(
+        &loaded.config.model,
+        &loaded.dir.join("model.safetensors"),
+        device,
+    )?)
+}
+
+/// The optimizer of a loaded checkpoint with the settings of `train`, moments on `device`.
+pub fn load_optimizer(
+    loaded: &Loaded,
+    train: &crate::run_config::TrainConfig,
+    device: &Device,
+) -> anyhow::Result<AdamW> {
+    let path = loaded.dir.join("optimizer.safetensors");
+    let file = weights::read_f32_tensors(&path)?;
+    let updates = file
+        .metadata
+        .get("updates")
+        .and_then(|u| u.parse().ok())
+        .with_context(|| format!("{}: no `updates` metadata", path.display()))?;
+    let mut optim = AdamW::new(train);
+    optim
+        .load_state(updates, file.tensors, device)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(optim)
+}

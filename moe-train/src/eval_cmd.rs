@@ -1,0 +1,137 @@
+//! `moe-train eval`: evaluate a checkpoint on its validation split or on given text.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::backend::Backend;
+use crate::checkpoint;
+use crate::data::{text, tokenizer, Dataset, TokenSplit};
+use crate::eval::evaluate;
+use crate::metrics::EvalRecord;
+
+/// `moe-train eval` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// Run directory (its latest checkpoint) or a checkpoint folder.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Use the run's best checkpoint instead of its latest.
+    #[arg(long)]
+    pub best: bool,
+    /// Evaluate on these files (all of them, with the run's tokenizer) instead of the run's
+    /// validation split.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub data: Vec<String>,
+    /// Batches to evaluate (default: the run's train.eval_batches).
+    #[arg(long)]
+    pub batches: Option<usize>,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::DEFAULT)]
+    pub backend: Backend,
+}
+
+/// Evaluates and prints the result.
+pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> {
+    let loaded = checkpoint::load(&checkpoint::resolve(&args.run, args.best)?)?;
+    let config = &loaded.config;
+    let t = &config.train;
+    let device = args.backend.device()?;
+    let model = checkpoint::load_model(&loaded, &device)?;
+    let split = if args.data.is_empty() {
+        Dataset::load(
+            &config.data,
+            config.model.vocab_size,
+            Some(loaded.tokenizer.clone()),
+        )?
+        .val
+    } else {
+        let docs = text::read_documents(&args.data, &config.data.text_field)?;
+        TokenSplit {
+            tokens: tokenizer::encode_documents(&loaded.tokenizer, &docs.texts)?,
+            ..Default::default()
+        }
+    };
+    anyhow::ensure!(
+        split.num_windows(t.seq_len) > 0,
+        "the evaluation text has {} tokens, fewer than one sequence of {}",
+        split.tokens.len(),
+        t.seq_len + 1
+    );
+    let batches = args.batches.unwrap_or(t.eval_batches);
+    let record = evaluate(
+        &model,
+        &split,
+        t.seq_len,
+        t.batch_size,
+        batches,
+        &device,
+        loaded.state.step,
+    );
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?;
+    } else {
+        print(&record, loaded.dir.display(), out)?;
+    }
+    Ok(record)
+}
+
+fn print(
+    r: &EvalRecord,
+    source: impl std::fmt::Display,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "checkpoint {source} (step {}), {} tokens",
+        r.step, r.tokens
+    )?;
+    writeln!(
+        out,
+        "ce {:.4} nats/token, perplexity {:.3}, accuracy {:.4}, ECE {:.4}{}",
+        r.ce,
+        r.perplexity,
+        r.accuracy,
+        r.ece,
+        r.floor
+            .map(|f| format!(", entropy floor {f:.4}"))
+            .unwrap_or_default()
+    )?;
+    for d in &r.domains {
+        writeln!(
+            out,
+            "  {:<10} ce {:.4}  floor {:.4}  accuracy {:.3}",
+            d.domain, d.ce, d.floor, d.accuracy
+        )?;
+    }
+    for layer in &r.routing {
+        writeln!(
+            out,
+            "layer {}: dropped {:.2}% at the eval capacity factor",
+            layer.layer,
+            layer.dropped_fraction * 100.0
+        )?;
+        if layer.counts.is_empty() {
+            continue;
+        }
+        let experts = layer.counts[0].len();
+        let header: Vec<String> = (0..experts).map(|e| format!("{e:>6}")).collect();
+        writeln!(
+            out,
+            "  {:<10} {}   (share of the domain's tokens per expert, %)",
+            "expert",
+            header.join("")
+        )?;
+        for (d, counts) in r.domains.iter().zip(&layer.counts) {
+            let total: u64 = counts.iter().sum::<u64>().max(1);
+            let cells: Vec<String> = counts
+                .iter()
+                .map(|&c| format!("{:>6.1}", c as f64 * 100.0 / total as f64))
+                .collect();
+            writeln!(out, "  {:<10} {}", d.domain, cells.join(""))?;
+        }
+    }
+    Ok(())
+}

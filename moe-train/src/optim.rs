@@ -1,0 +1,251 @@
+//! AdamW with global gradient-norm clipping, and the warm-up + cosine learning-rate schedule.
+//!
+//! Written here rather than taken from `burn-optim` because a checkpoint must restore the
+//! optimizer bit for bit on any backend: burn 0.22's optimizer records are keyed by
+//! `ParamId` (fresh ids after a model is rebuilt from weights) and load onto
+//! `Device::default()` (wgpu when compiled in). Here the moments are keyed by the module path
+//! of each parameter and saved as named f32 tensors, and clipping uses the *global* norm over
+//! all gradients (burn's `GradientClipping::Norm` clips each tensor alone).
+
+use std::collections::{BTreeMap, HashMap};
+use std::f64::consts::PI;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::run_config::TrainConfig;
+
+/// Learning rate at optimizer step `step` (0-based): linear warm-up from `lr / warmup` to
+/// `lr` over `warmup_steps`, then cosine decay to `min_lr` at `steps`.
+pub fn learning_rate(config: &TrainConfig, step: usize) -> f64 {
+    let TrainConfig {
+        lr,
+        min_lr,
+        warmup_steps,
+        steps,
+        ..
+    } = *config;
+    if step < warmup_steps {
+        return lr * (step + 1) as f64 / warmup_steps as f64;
+    }
+    let decay_steps = steps.saturating_sub(warmup_steps).max(1);
+    let progress = ((step - warmup_steps) as f64 / decay_steps as f64).min(1.0);
+    min_lr + 0.5 * (lr - min_lr) * (1.0 + (PI * progress).cos())
+}
+
+/// First and second moments of one parameter, flattened.
+#[derive(Debug, Clone)]
+struct Moments {
+    m: Tensor<1>,
+    v: Tensor<1>,
+}
+
+/// AdamW (Loshchilov & Hutter 2019, decoupled weight decay) with bias correction:
+/// `m ← β₁m + (1-β₁)g`, `v ← β₂v + (1-β₂)g²`,
+/// `θ ← θ(1 - lr·wd) - lr · m̂ / (√v̂ + ε)` with `m̂ = m/(1-β₁ᵗ)`, `v̂ = v/(1-β₂ᵗ)`.
+/// Weight decay applies to parameters of rank ≥ 2 (matrices, embeddings, expert stacks), not
+/// to norm scales.
+#[derive(Debug, Clone)]
+pub struct AdamW {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    /// Updates applied so far (`t` of the bias correction).
+    pub updates: u64,
+    moments: BTreeMap<String, Moments>,
+}
+
+impl AdamW {
+    /// A fresh optimizer with the settings of `config`.
+    pub fn new(config: &TrainConfig) -> Self {
+        Self {
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+            weight_decay: config.weight_decay,
+            updates: 0,
+            moments: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one update with learning rate `lr` to every parameter of `module` that has a
+    /// gradient in `grads`, each gradient first multiplied by `grad_scale` (`[1]`, the clip
+    /// factor) if given.
+    pub fn step<M: Module>(
+        &mut self,
+        module: M,
+        grads: GradientsParams,
+        lr: f64,
+        grad_scale: Option<Tensor<1>>,
+    ) -> M {
+        self.updates += 1;
+        let mut mapper = StepMapper {
+            optim: self,
+            grads,
+            lr,
+            grad_scale,
+            path: Vec::new(),
+        };
+        module.map(&mut mapper)
+    }
+
+    /// The moments as named tensors (`{path}.m`, `{path}.v`) for a checkpoint.
+    pub fn state_tensors(&self) -> Vec<(String, TensorData)> {
+        self.moments
+            .iter()
+            .flat_map(|(path, m)| {
+                [
+                    (format!("{path}.m"), m.m.clone().into_data()),
+                    (format!("{path}.v"), m.v.clone().into_data()),
+                ]
+            })
+            .collect()
+    }
+
+    /// Restores moments saved by [`AdamW::state_tensors`] onto `device`.
+    pub fn load_state(
+        &mut self,
+        updates: u64,
+        mut tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
+        device: &burn::tensor::Device,
+    ) -> anyhow::Result<()> {
+        let mut paths: Vec<String> = tensors
+            .keys()
+            .filter_map(|k| k.strip_suffix(".m").map(str::to_string))
+            .collect();
+        paths.sort();
+        let mut take = |name: String| -> anyhow::Result<Tensor<1>> {
+            let (values, _) = tensors
+                .remove(&name)
+                .ok_or_else(|| anyhow::anyhow!("optimizer state lacks `{name}`"))?;
+            let n = values.len();
+            Ok(Tensor::from_data(TensorData::new(values, [n]), device))
+        };
+        self.moments.clear();
+        for path in paths {
+            let m = take(format!("{path}.m"))?;
+            let v = take(format!("{path}.v"))?;
+            self.moments.insert(path, Moments { m, v });
+        }
+        self.updates = updates;
+        Ok(())
+    }
+}
+
+/// Global L2 norm of all gradients of `module`'s parameters, `[1]` (stays on the device).
+pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+    struct Norm<'a> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for Norm<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let sq = (g.clone() * g).sum(); // [1]
+                self.sum = Some(match self.sum.take() {
+                    Some(s) => s + sq,
+                    None => sq,
+                });
+            }
+        }
+    }
+    let mut visitor = Norm { grads, sum: None };
+    module.visit(&mut visitor);
+    visitor.sum.map(Tensor::sqrt)
+}
+
+/// The factor `min(1, clip / norm)` that scales gradients to global norm ≤ `clip`, `[1]`.
+pub fn clip_scale(norm: Tensor<1>, clip: f64) -> Tensor<1> {
+    norm.clamp_min(clip).recip().mul_scalar(clip)
+}
+
+struct StepMapper<'a> {
+    optim: &'a mut AdamW,
+    grads: GradientsParams,
+    lr: f64,
+    grad_scale: Option<Tensor<1>>,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for StepMapper<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let theta = tensor.inner(); // [..shape]
+        let shape = theta.dims();
+        let n: usize = shape.iter().product();
+        let mut g = grad.reshape([n]); // [n]
+        if let Some(scale) = &self.grad_scale {
+            g = g * scale.clone(); // [n] · [1]
+        }
+        let a = &*self.optim;
+        let (b1, b2) = (a.beta1, a.beta2);
+        let path = self.path.join(".");
+        let (m, v) = match self.optim.moments.remove(&path) {
+            Some(Moments { m, v }) => (
+                m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
+                v.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2),
+            ),
+            None => (
+                g.clone().mul_scalar(1.0 - b1),
+                (g.clone() * g).mul_scalar(1.0 - b2),
+            ),
+        };
+        let a = &*self.optim;
+        let t = a.updates as i32;
+        let m_hat_scale = 1.0 / (1.0 - b1.powi(t));
+        let v_hat_scale = 1.0 / (1.0 - b2.powi(t));
+        let update = m.clone().mul_scalar(m_hat_scale)
+            / (v.clone().mul_scalar(v_hat_scale).sqrt().add_scalar(a.eps)); // [n]
+        let decay = if D >= 2 {
+            self.lr * a.weight_decay
+        } else {
+            0.0
+        };
+        let flat = theta.reshape([n]);
+        let flat = if decay > 0.0 {
+            flat.mul_scalar(1.0 - decay)
+        } else {
+            flat
+        };
+        let updated = (flat - update.mul_scalar(self.lr)).reshape(shape);
+        self.optim.moments.insert(path, Moments { m, v });
+        Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_min_lr() {
+        let config = TrainConfig {
+            steps: 100,
+            warmup_steps: 10,
+            lr: 1.0,
+            min_lr: 0.1,
+            ..TrainConfig::default()
+        };
+        assert!((learning_rate(&config, 0) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(&config, 9) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(&config, 10) - 1.0).abs() < 1e-12);
+        assert!(
+            (learning_rate(&config, 55) - 0.55).abs() < 1e-12,
+            "half-way is the mean"
+        );
+        assert!((learning_rate(&config, 100) - 0.1).abs() < 1e-12);
+    }
+}

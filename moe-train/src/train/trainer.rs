@@ -1,0 +1,281 @@
+//! The training loop: micro-batches with gradient accumulation, global-norm clipping, AdamW,
+//! metrics, periodic evaluation and checkpoints.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use moe_core::model::{LayerRouting, SwitchTransformer};
+use moe_core::Mode;
+
+use crate::checkpoint::{self, TrainState};
+use crate::data::batches::make_batch;
+use crate::data::{Batcher, Dataset};
+use crate::eval::evaluate;
+use crate::metrics::{EvalRecord, LayerMetrics, MetricsWriter, Record, RouterWatch, TrainRecord};
+use crate::optim::{clip_scale, global_grad_norm, learning_rate, AdamW};
+use crate::run_config::RunConfig;
+
+/// Everything the loop mutates.
+pub struct Trainer {
+    /// The model, on the autodiff device (`None` only while the optimizer consumes it).
+    model: Option<SwitchTransformer>,
+    /// The optimizer.
+    pub optim: AdamW,
+    /// Progress counters.
+    pub state: TrainState,
+    /// The resolved config.
+    pub config: RunConfig,
+    /// Train and validation data.
+    pub data: Dataset,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Plain device (evaluation).
+    pub device: Device,
+    /// Autodiff device (training).
+    pub ad_device: Device,
+    /// Metrics file.
+    pub metrics: MetricsWriter,
+    /// Router-health watchdog.
+    pub watch: RouterWatch,
+    /// Training FLOPs per token (for MFU).
+    pub flops_per_token: f64,
+    /// Peak FLOP/s (for MFU).
+    pub peak_flops: f64,
+    /// Last logged training record.
+    pub last_train: Option<TrainRecord>,
+    /// Last evaluation.
+    pub last_eval: Option<EvalRecord>,
+    batcher: Batcher,
+    /// (time, tokens) at the last log, for tokens/s.
+    last_log: (Instant, u64),
+    /// Wall-clock start of this session and elapsed seconds before it.
+    session: (Instant, f64),
+}
+
+/// The device-side results of one optimizer step.
+struct StepOutput {
+    /// Mean over micro-batches of loss, ce, balance, z: `[1]` each.
+    parts: [Tensor<1>; 4],
+    grad_norm: Option<Tensor<1>>,
+    routing: Vec<LayerRouting>,
+    lr: f64,
+}
+
+/// Seed of the device RNG for step `step`: a pure function of the run seed and the step, so
+/// dropout and router jitter replay identically after a resume.
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = seed
+        ^ (step as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Trainer {
+    /// Assembles a trainer; `state` says where the run stands.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: SwitchTransformer,
+        optim: AdamW,
+        state: TrainState,
+        config: RunConfig,
+        data: Dataset,
+        run_dir: PathBuf,
+        device: Device,
+        metrics: MetricsWriter,
+        peak_flops: f64,
+    ) -> Self {
+        let t = &config.train;
+        let batcher = Batcher::new(t.seed, t.seq_len, data.train.num_windows(t.seq_len));
+        let flops_per_token = config
+            .model
+            .accounting(t.batch_size, t.seq_len)
+            .train_flops_per_token as f64;
+        let now = Instant::now();
+        Self {
+            watch: RouterWatch::new(t.warn_after, t.collapse_share),
+            ad_device: device.clone().autodiff(),
+            last_log: (now, state.tokens),
+            session: (now, state.elapsed_s),
+            model: Some(model),
+            optim,
+            state,
+            config,
+            data,
+            run_dir,
+            device,
+            metrics,
+            flops_per_token,
+            peak_flops,
+            last_train: None,
+            last_eval: None,
+            batcher,
+        }
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &SwitchTransformer {
+        self.model
+            .as_ref()
+            .expect("the model is only absent inside an optimizer step")
+    }
+
+    /// Seconds of training including earlier sessions.
+    pub fn elapsed(&self) -> f64 {
+        self.session.1 + self.session.0.elapsed().as_secs_f64()
+    }
+
+    /// Runs one optimizer step (all micro-batches); logs it if it is a logging step. Returns
+    /// the warnings the router watchdog raised.
+    pub fn step(&mut self) -> anyhow::Result<Vec<String>> {
+        let out = self.forward_backward_update();
+        self.state.step += 1;
+        self.state.elapsed_s = self.elapsed();
+        let t = &self.config.train;
+        if self.state.step % t.log_every == 0 || self.state.step == t.steps {
+            return self.log(out);
+        }
+        Ok(Vec::new())
+    }
+
+    fn forward_backward_update(&mut self) -> StepOutput {
+        let t = self.config.train.clone();
+        let step = self.state.step;
+        self.ad_device.seed(step_seed(t.seed, step));
+        let lr = learning_rate(&t, step);
+        let mut accumulator = GradientsAccumulator::new();
+        let mut sums: Option<[Tensor<1>; 4]> = None;
+        let mut routing = Vec::new();
+        for _ in 0..t.grad_accum {
+            let starts = self.batcher.starts(self.state.position, t.batch_size);
+            self.state.position += t.batch_size as u64;
+            self.state.tokens += (t.batch_size * t.seq_len) as u64;
+            let batch = make_batch(&self.data.train, starts, t.seq_len, &self.ad_device);
+            let out = self
+                .model()
+                .forward_loss(batch.inputs, batch.targets, Mode::Train);
+            // Every term, the balance loss included, is averaged over micro-batches, so the
+            // accumulated gradient equals that of one batch of the combined size (for routing
+            // groups that do not span micro-batches).
+            let scaled = out.loss.clone().div_scalar(t.grad_accum as f64);
+            let grads = GradientsParams::from_grads(scaled.backward(), self.model());
+            accumulator.accumulate(self.model(), grads);
+            let parts = [out.loss, out.ce, out.balance_loss, out.z_loss].map(|p| p.detach());
+            sums = Some(match sums {
+                None => parts,
+                Some(s) => {
+                    let [a, b, c, d] = s;
+                    let [e, f, g, h] = parts;
+                    [a + e, b + f, c + g, d + h]
+                }
+            });
+            routing = out.routing;
+        }
+        let grads = accumulator.grads();
+        let grad_norm = global_grad_norm(self.model(), &grads);
+        let scale = match (&grad_norm, t.grad_clip > 0.0) {
+            (Some(norm), true) => Some(clip_scale(norm.clone(), t.grad_clip)),
+            _ => None,
+        };
+        let model = self.model.take().expect("present between steps");
+        self.model = Some(self.optim.step(model, grads, lr, scale));
+        let parts = sums
+            .expect("grad_accum ≥ 1")
+            .map(|s| s.div_scalar(t.grad_accum as f64));
+        StepOutput {
+            parts,
+            grad_norm,
+            routing,
+            lr,
+        }
+    }
+
+    fn log(&mut self, out: StepOutput) -> anyhow::Result<Vec<String>> {
+        let scalar = |t: Tensor<1>| -> f64 {
+            t.into_data().try_into_vec_as::<f32>().expect("f32 scalar")[0] as f64
+        };
+        let [loss, ce, balance, z] = out.parts.map(scalar);
+        let grad_norm = out.grad_norm.map(scalar).unwrap_or(0.0);
+        let layers: Vec<LayerMetrics> = out
+            .routing
+            .iter()
+            .map(|r| LayerMetrics::new(r.layer, &r.stats.summary()))
+            .collect();
+        let now = Instant::now();
+        let secs = now.duration_since(self.last_log.0).as_secs_f64().max(1e-9);
+        let tokens_per_s = (self.state.tokens - self.last_log.1) as f64 / secs;
+        self.last_log = (now, self.state.tokens);
+        let record = TrainRecord {
+            step: self.state.step,
+            epoch: self.batcher.epoch_of(self.state.position.saturating_sub(1)),
+            tokens: self.state.tokens,
+            elapsed_s: self.elapsed(),
+            loss,
+            ce,
+            balance_loss: balance,
+            z_loss: z,
+            lr: out.lr,
+            grad_norm,
+            tokens_per_s,
+            mfu: self.flops_per_token * tokens_per_s / self.peak_flops,
+            layers,
+        };
+        anyhow::ensure!(
+            loss.is_finite(),
+            "training diverged at step {}: loss is {loss}; lower train.lr or raise train.warmup_steps (the last checkpoint is kept)",
+            self.state.step
+        );
+        let warnings = self.watch.observe(self.state.step, &record.layers);
+        self.metrics.write(&Record::Train(record.clone()))?;
+        for message in &warnings {
+            self.metrics.write(&Record::Warning {
+                step: self.state.step,
+                message: message.clone(),
+            })?;
+        }
+        self.last_train = Some(record);
+        Ok(warnings)
+    }
+
+    /// Evaluates on the validation split, logs it, and checkpoints a new best.
+    pub fn evaluate(&mut self) -> anyhow::Result<EvalRecord> {
+        let t = &self.config.train;
+        let record = evaluate(
+            &self.model().valid(),
+            &self.data.val,
+            t.seq_len,
+            t.batch_size,
+            t.eval_batches,
+            &self.device,
+            self.state.step,
+        );
+        self.metrics.write(&Record::Eval(record.clone()))?;
+        if self.state.best.is_none_or(|(best, _)| record.ce < best) {
+            self.state.best = Some((record.ce, self.state.step));
+            self.checkpoint()?;
+            checkpoint::mark_best(&self.run_dir, self.state.step, record.ce)?;
+        }
+        self.last_eval = Some(record.clone());
+        Ok(record)
+    }
+
+    /// Writes a checkpoint of the current step and prunes old ones.
+    pub fn checkpoint(&mut self) -> anyhow::Result<PathBuf> {
+        self.state.elapsed_s = self.elapsed();
+        let dir = checkpoint::save(
+            &self.run_dir,
+            self.model(),
+            &self.optim,
+            &self.state,
+            &self.config,
+            &self.data.tokenizer,
+        )?;
+        checkpoint::prune(&self.run_dir, self.config.train.keep_last)?;
+        Ok(dir)
+    }
+}
