@@ -283,18 +283,18 @@ mod tests {
     #[test]
     fn warns_once_after_the_threshold_and_again_after_recovery() {
         let mut watch = RouterWatch::new(20, 0.5);
-        let dead = layer(vec![0.7, 0.3, 0.0]);
-        assert!(watch.observe(10, &[dead.clone()]).is_empty());
-        assert!(watch.observe(20, &[dead.clone()]).is_empty());
-        let w = watch.observe(30, &[dead.clone()]);
+        let dead = [layer(vec![0.7, 0.3, 0.0])];
+        assert!(watch.observe(10, &dead).is_empty());
+        assert!(watch.observe(20, &dead).is_empty());
+        let w = watch.observe(30, &dead);
         assert_eq!(w.len(), 2, "dead expert and collapse: {w:?}");
         assert!(w[0].contains("expert 2") && w[1].contains("70%"), "{w:?}");
-        assert!(watch.observe(40, &[dead.clone()]).is_empty(), "no repeats");
-        let healthy = layer(vec![0.4, 0.3, 0.3]);
-        assert!(watch.observe(50, &[healthy]).is_empty());
-        assert!(watch.observe(60, &[dead.clone()]).is_empty());
+        assert!(watch.observe(40, &dead).is_empty(), "no repeats");
+        let healthy = [layer(vec![0.4, 0.3, 0.3])];
+        assert!(watch.observe(50, &healthy).is_empty());
+        assert!(watch.observe(60, &dead).is_empty());
         assert_eq!(
-            watch.observe(80, &[dead]).len(),
+            watch.observe(80, &dead).len(),
             2,
             "warns again after recovering"
         );

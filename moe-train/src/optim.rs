@@ -229,6 +229,94 @@ impl ModuleMapper for StepMapper<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
+
+    #[derive(Module, Debug)]
+    struct Toy {
+        w: Param<Tensor<2>>,
+        g: Param<Tensor<1>>,
+    }
+
+    /// Three steps on `L = Σ 3·w² + Σ g·[1, -2]` against a scalar f64 reference of AdamW with
+    /// global-norm clipping: weight decay on the matrix only, bias-corrected moments.
+    #[test]
+    fn adamw_with_global_clipping_matches_a_scalar_reference() {
+        let device = Device::flex().autodiff();
+        let w0 = [0.5f32, -1.0, 2.0, 0.25];
+        let g0 = [1.0f32, -0.5];
+        let mut toy = Toy {
+            w: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w0.to_vec(), [2, 2]),
+                &device,
+            )),
+            g: Param::from_tensor(Tensor::from_data(
+                TensorData::new(g0.to_vec(), [2]),
+                &device,
+            )),
+        };
+        let config = TrainConfig {
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            ..TrainConfig::default()
+        };
+        let (lr, clip) = (0.05, 2.0);
+        let mut optim = AdamW::new(&config);
+        // Reference state: parameters, m, v (w first, then g).
+        let mut theta: Vec<f64> = w0.iter().chain(&g0).map(|&x| x as f64).collect();
+        let (mut m, mut v) = (vec![0.0f64; 6], vec![0.0f64; 6]);
+        let b = [1.0f64, -2.0];
+        for t in 1..=3 {
+            let loss = (toy.w.val() * toy.w.val()).sum().mul_scalar(3.0)
+                + (toy.g.val()
+                    * Tensor::from_data(TensorData::new(vec![1.0f32, -2.0], [2]), &device))
+                .sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &toy);
+            let norm = global_grad_norm(&toy, &grads).expect("two parameters");
+            toy = optim.step(toy, grads, lr, Some(clip_scale(norm, clip)));
+
+            let grad: Vec<f64> = (0..6)
+                .map(|i| if i < 4 { 6.0 * theta[i] } else { b[i - 4] })
+                .collect();
+            let norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+            let scale = (clip / norm).min(1.0);
+            for i in 0..6 {
+                let g = grad[i] * scale;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.95 * v[i] + 0.05 * g * g;
+                let m_hat = m[i] / (1.0 - 0.9f64.powi(t));
+                let v_hat = v[i] / (1.0 - 0.95f64.powi(t));
+                let decay = if i < 4 { lr * 0.1 } else { 0.0 };
+                theta[i] = theta[i] * (1.0 - decay) - lr * m_hat / (v_hat.sqrt() + 1e-8);
+            }
+        }
+        let got: Vec<f32> = [toy.w.val().into_data(), toy.g.val().into_data()]
+            .into_iter()
+            .flat_map(|d| d.try_into_vec_as::<f32>().unwrap())
+            .collect();
+        for (i, (a, b)) in got.iter().zip(&theta).enumerate() {
+            assert!(
+                (*a as f64 - b).abs() < 1e-5,
+                "parameter {i}: {a} vs reference {b}"
+            );
+        }
+        // The state round-trips through its named tensors.
+        let saved = optim.state_tensors();
+        assert_eq!(saved.len(), 4, "m and v of two parameters");
+        let tensors = saved
+            .into_iter()
+            .map(|(n, d)| {
+                let shape = d.shape().to_vec();
+                (n, (d.try_into_vec_as::<f32>().unwrap(), shape))
+            })
+            .collect();
+        let mut restored = AdamW::new(&config);
+        restored
+            .load_state(optim.updates, tensors, &Device::flex())
+            .unwrap();
+        assert_eq!(restored.state_tensors(), optim.state_tensors());
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_min_lr() {

@@ -64,7 +64,7 @@ pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Tokenizer, Token
     let byte_level = ByteLevel::new(false, true, true);
     let mut tokenizer = Tokenizer::new(BPE::default());
     tokenizer
-        .with_pre_tokenizer(Some(byte_level.clone()))
+        .with_pre_tokenizer(Some(byte_level))
         .with_decoder(Some(byte_level));
     let mut trainer = TrainerWrapper::BpeTrainer(
         BpeTrainerBuilder::new()

@@ -233,6 +233,9 @@ fn train_loop(
     let bar = progress_bar(args.quiet, t.steps as u64, start_step as u64);
     let started = (Instant::now(), trainer.state.tokens);
     let mut first_eval = None;
+    if start_step == 0 {
+        first_eval = Some(trainer.evaluate()?);
+    }
     while trainer.state.step < end {
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
@@ -255,7 +258,7 @@ fn train_loop(
                 ));
             }
         }
-        let eval_due = t.eval_every > 0 && step % t.eval_every == 0;
+        let eval_due = t.eval_every > 0 && step.is_multiple_of(t.eval_every);
         if eval_due || step == t.steps {
             let record = trainer.evaluate()?;
             bar.suspend(|| {
@@ -266,7 +269,7 @@ fn train_loop(
             });
             first_eval.get_or_insert(record);
         }
-        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps {
+        if (t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every)) || step == t.steps {
             trainer.checkpoint()?;
         }
     }

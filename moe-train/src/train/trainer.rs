@@ -137,7 +137,7 @@ impl Trainer {
         self.state.step += 1;
         self.state.elapsed_s = self.elapsed();
         let t = &self.config.train;
-        if self.state.step % t.log_every == 0 || self.state.step == t.steps {
+        if self.state.step.is_multiple_of(t.log_every) || self.state.step == t.steps {
             return self.log(out);
         }
         Ok(Vec::new())
@@ -255,7 +255,8 @@ impl Trainer {
             self.state.step,
         );
         self.metrics.write(&Record::Eval(record.clone()))?;
-        if self.state.best.is_none_or(|(best, _)| record.ce < best) {
+        // Step 0 (the untrained model) is a reference point, not a checkpoint.
+        if self.state.step > 0 && self.state.best.is_none_or(|(best, _)| record.ce < best) {
             self.state.best = Some((record.ce, self.state.step));
             self.checkpoint()?;
             checkpoint::mark_best(&self.run_dir, self.state.step, record.ce)?;
