@@ -5,9 +5,11 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 
 use crate::bench::routing::{self, RoutingBenchArgs};
+use crate::bench::step::{self, StepBenchArgs};
 use crate::eval_cmd::{self, EvalArgs};
 use crate::generate::{self, GenerateArgs};
 use crate::info::{self, InfoArgs};
+use crate::sweep::{self, SweepArgs};
 use crate::train::{self, TrainArgs};
 
 /// switchyard: train and benchmark Switch Transformer (Mixture-of-Experts) models.
@@ -28,6 +30,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Sample text from a checkpoint.
     Generate(GenerateArgs),
+    /// Train a dense twin and switch variants on the same data and budget; report the curves.
+    Sweep(SweepArgs),
     /// Parameters, FLOPs per token and memory of a model config and its dense twin.
     Info(InfoArgs),
     /// Benchmarks.
@@ -41,6 +45,8 @@ pub enum BenchCommand {
     /// Router + dispatch + combine throughput (`--mode routing`) or switch-layer
     /// forward+backward against a dense FFN (`--mode layer --dense`).
     Routing(RoutingBenchArgs),
+    /// Whole training steps of a model and its FLOP-matched dense twin, side by side.
+    Step(StepBenchArgs),
 }
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT), after its checkpoint was saved.
@@ -59,7 +65,16 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
         }
         Command::Eval(args) => eval_cmd::run(&args, out).map(|_| 0),
         Command::Generate(args) => generate::run(&args, out).map(|_| 0),
+        Command::Sweep(args) => {
+            sweep::run(&args, out)?;
+            Ok(if train::was_interrupted() {
+                EXIT_INTERRUPTED
+            } else {
+                0
+            })
+        }
         Command::Info(args) => info::run(&args, out).map(|_| 0),
         Command::Bench(BenchCommand::Routing(args)) => routing::run(&args, out).map(|_| 0),
+        Command::Bench(BenchCommand::Step(args)) => step::run(&args, out).map(|_| 0),
     }
 }

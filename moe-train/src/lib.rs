@@ -20,6 +20,7 @@ pub mod info;
 pub mod metrics;
 pub mod optim;
 pub mod run_config;
+pub mod sweep;
 pub mod train;
 pub mod weights;
 

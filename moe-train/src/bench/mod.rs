@@ -1,4 +1,5 @@
 //! User-facing benchmarks (`moe-train bench …`).
 
 pub mod routing;
+pub mod step;
 pub mod timing;

@@ -13,8 +13,8 @@ use burn::tensor::{Device, Distribution, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-pub use setup::{plan, Plan};
-pub use trainer::{step_seed, Trainer};
+pub use setup::{check_fresh_run_dir, plan, Plan};
+pub use trainer::{step_seed, train_step, StepOutput, Trainer};
 
 use crate::backend::{sync_and_check, Backend};
 use crate::checkpoint::{self, TrainState};
@@ -104,6 +104,13 @@ fn install_interrupt_handler() {
 
 /// Trains as `args` say, printing progress and the summary to `out`.
 pub fn run(args: &TrainArgs, out: &mut impl Write) -> anyhow::Result<TrainSummary> {
+    let plan = plan(args)?;
+    execute(plan, args, out)
+}
+
+/// Carries out a resolved plan; `args` gives the backend, `--quiet` and `--stop-at` (its
+/// config-related fields were used by [`plan`]).
+pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Result<TrainSummary> {
     install_interrupt_handler();
     INTERRUPTED.store(false, Ordering::SeqCst);
     let Plan {
@@ -111,7 +118,7 @@ pub fn run(args: &TrainArgs, out: &mut impl Write) -> anyhow::Result<TrainSummar
         run_dir,
         resume,
         notes,
-    } = plan(args)?;
+    } = plan;
     for note in &notes {
         writeln!(out, "note: {note}")?;
     }

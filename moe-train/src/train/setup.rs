@@ -174,7 +174,7 @@ fn utc_stamp(secs: u64) -> String {
 }
 
 /// A new run needs an empty or absent directory that can be created.
-fn check_fresh_run_dir(dir: &Path) -> anyhow::Result<()> {
+pub fn check_fresh_run_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         let non_empty = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read run directory {}", dir.display()))?

@@ -11,12 +11,12 @@ use moe_core::model::{LayerRouting, SwitchTransformer};
 use moe_core::Mode;
 
 use crate::checkpoint::{self, TrainState};
-use crate::data::batches::make_batch;
+use crate::data::batches::{make_batch, Batch};
 use crate::data::{Batcher, Dataset};
 use crate::eval::evaluate;
 use crate::metrics::{EvalRecord, LayerMetrics, MetricsWriter, Record, RouterWatch, TrainRecord};
 use crate::optim::{clip_scale, global_grad_norm, learning_rate, AdamW};
-use crate::run_config::RunConfig;
+use crate::run_config::{RunConfig, TrainConfig};
 
 /// Everything the loop mutates.
 pub struct Trainer {
@@ -56,12 +56,15 @@ pub struct Trainer {
 }
 
 /// The device-side results of one optimizer step.
-struct StepOutput {
+pub struct StepOutput {
     /// Mean over micro-batches of loss, ce, balance, z: `[1]` each.
-    parts: [Tensor<1>; 4],
-    grad_norm: Option<Tensor<1>>,
-    routing: Vec<LayerRouting>,
-    lr: f64,
+    pub parts: [Tensor<1>; 4],
+    /// Global gradient norm before clipping, `[1]`.
+    pub grad_norm: Option<Tensor<1>>,
+    /// Routing of the last micro-batch.
+    pub routing: Vec<LayerRouting>,
+    /// Learning rate used.
+    pub lr: f64,
 }
 
 /// Seed of the device RNG for step `step`: a pure function of the run seed and the step, so
@@ -74,6 +77,57 @@ pub fn step_seed(seed: u64, step: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// One optimizer step on `batches` (the micro-batches, on the autodiff device): every term of
+/// the loss, the balance loss included, is averaged over micro-batches, so the accumulated
+/// gradient equals that of one batch of the combined size (for routing groups that do not span
+/// micro-batches); then global-norm clipping and the AdamW update at `lr`.
+pub fn train_step(
+    model: SwitchTransformer,
+    optim: &mut AdamW,
+    batches: Vec<Batch>,
+    t: &TrainConfig,
+    lr: f64,
+) -> (SwitchTransformer, StepOutput) {
+    let micro = batches.len();
+    let mut accumulator = GradientsAccumulator::new();
+    let mut sums: Option<[Tensor<1>; 4]> = None;
+    let mut routing = Vec::new();
+    for batch in batches {
+        let out = model.forward_loss(batch.inputs, batch.targets, Mode::Train);
+        let scaled = out.loss.clone().div_scalar(micro as f64);
+        let grads = GradientsParams::from_grads(scaled.backward(), &model);
+        accumulator.accumulate(&model, grads);
+        let parts = [out.loss, out.ce, out.balance_loss, out.z_loss].map(|p| p.detach());
+        sums = Some(match sums {
+            None => parts,
+            Some([a, b, c, d]) => {
+                let [e, f, g, h] = parts;
+                [a + e, b + f, c + g, d + h]
+            }
+        });
+        routing = out.routing;
+    }
+    let grads = accumulator.grads();
+    let grad_norm = global_grad_norm(&model, &grads);
+    let scale = match (&grad_norm, t.grad_clip > 0.0) {
+        (Some(norm), true) => Some(clip_scale(norm.clone(), t.grad_clip)),
+        _ => None,
+    };
+    let model = optim.step(model, grads, lr, scale);
+    let parts = sums
+        .expect("at least one micro-batch")
+        .map(|s| s.div_scalar(micro as f64));
+    (
+        model,
+        StepOutput {
+            parts,
+            grad_norm,
+            routing,
+            lr,
+        },
+    )
 }
 
 impl Trainer {
@@ -147,52 +201,18 @@ impl Trainer {
         let t = self.config.train.clone();
         let step = self.state.step;
         self.ad_device.seed(step_seed(t.seed, step));
-        let lr = learning_rate(&t, step);
-        let mut accumulator = GradientsAccumulator::new();
-        let mut sums: Option<[Tensor<1>; 4]> = None;
-        let mut routing = Vec::new();
-        for _ in 0..t.grad_accum {
-            let starts = self.batcher.starts(self.state.position, t.batch_size);
-            self.state.position += t.batch_size as u64;
-            self.state.tokens += (t.batch_size * t.seq_len) as u64;
-            let batch = make_batch(&self.data.train, starts, t.seq_len, &self.ad_device);
-            let out = self
-                .model()
-                .forward_loss(batch.inputs, batch.targets, Mode::Train);
-            // Every term, the balance loss included, is averaged over micro-batches, so the
-            // accumulated gradient equals that of one batch of the combined size (for routing
-            // groups that do not span micro-batches).
-            let scaled = out.loss.clone().div_scalar(t.grad_accum as f64);
-            let grads = GradientsParams::from_grads(scaled.backward(), self.model());
-            accumulator.accumulate(self.model(), grads);
-            let parts = [out.loss, out.ce, out.balance_loss, out.z_loss].map(|p| p.detach());
-            sums = Some(match sums {
-                None => parts,
-                Some(s) => {
-                    let [a, b, c, d] = s;
-                    let [e, f, g, h] = parts;
-                    [a + e, b + f, c + g, d + h]
-                }
-            });
-            routing = out.routing;
-        }
-        let grads = accumulator.grads();
-        let grad_norm = global_grad_norm(self.model(), &grads);
-        let scale = match (&grad_norm, t.grad_clip > 0.0) {
-            (Some(norm), true) => Some(clip_scale(norm.clone(), t.grad_clip)),
-            _ => None,
-        };
+        let batches = (0..t.grad_accum)
+            .map(|_| {
+                let starts = self.batcher.starts(self.state.position, t.batch_size);
+                self.state.position += t.batch_size as u64;
+                self.state.tokens += (t.batch_size * t.seq_len) as u64;
+                make_batch(&self.data.train, starts, t.seq_len, &self.ad_device)
+            })
+            .collect();
         let model = self.model.take().expect("present between steps");
-        self.model = Some(self.optim.step(model, grads, lr, scale));
-        let parts = sums
-            .expect("grad_accum ≥ 1")
-            .map(|s| s.div_scalar(t.grad_accum as f64));
-        StepOutput {
-            parts,
-            grad_norm,
-            routing,
-            lr,
-        }
+        let (model, out) = train_step(model, &mut self.optim, batches, &t, learning_rate(&t, step));
+        self.model = Some(model);
+        out
     }
 
     fn log(&mut self, out: StepOutput) -> anyhow::Result<Vec<String>> {

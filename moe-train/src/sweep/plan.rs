@@ -1,0 +1,349 @@
+//! Sweep files and the variants they expand to.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use moe_core::model::SwitchTransformerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::run_config::RunConfig;
+
+/// A sweep file (`configs/sweep-*.toml`); every field is documented in `docs/sweep.md`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepFile {
+    /// Run config every variant starts from, relative to the sweep file ("" = built-in tiny).
+    #[serde(default)]
+    pub base: String,
+    /// Overrides for every variant, as with `--set` (`"train.batch_size=16"`).
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// One switch variant per expert count.
+    pub experts: Vec<usize>,
+    /// Expert count of the capacity-factor, balance-off and param-matched variants (default:
+    /// the base's).
+    #[serde(default)]
+    pub default_experts: Option<usize>,
+    /// Extra variants of `default_experts` at these training capacity factors.
+    #[serde(default)]
+    pub capacity_factors: Vec<f64>,
+    /// An extra variant of `default_experts` with `balance_coef = 0`.
+    #[serde(default)]
+    pub balance_off: bool,
+    /// A dense model with the parameters of the `default_experts` switch model (more FLOPs per
+    /// token; exempt from the FLOP-parity check and reported as such).
+    #[serde(default)]
+    pub param_matched_dense: bool,
+    /// Further variants: a name and overrides on top of the base.
+    #[serde(default)]
+    pub variants: Vec<CustomVariant>,
+    /// The training budget of every variant.
+    pub budget: Budget,
+    /// Steps between validation evaluations (the points of the curves).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+    /// Text data for every variant (files, directories, globs); empty = the base's data.
+    #[serde(default)]
+    pub data: Vec<String>,
+}
+
+fn default_eval_every() -> usize {
+    50
+}
+
+/// A user-defined variant.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomVariant {
+    /// Directory and legend name.
+    pub name: String,
+    /// Overrides on top of the base and the sweep's `set`.
+    pub set: Vec<String>,
+}
+
+/// Exactly one of steps, tokens or training FLOPs per variant.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Optimizer steps.
+    pub steps: Option<usize>,
+    /// Training tokens.
+    pub tokens: Option<u64>,
+    /// Training FLOPs (`train_flops_per_token · tokens`).
+    pub flops: Option<f64>,
+}
+
+/// What a variant is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The dense twin (the baseline).
+    Dense,
+    /// A switch model.
+    Switch,
+    /// The parameter-matched dense model.
+    ParamMatchedDense,
+}
+
+/// One model of the sweep with its resolved run config.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Directory and legend name.
+    pub name: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Resolved config (steps set from the budget).
+    pub config: RunConfig,
+}
+
+impl Variant {
+    /// Training FLOPs per token without the router's: the quantity that must match across
+    /// FLOP-matched variants (docs/accounting.md).
+    pub fn flops_without_router(&self) -> u64 {
+        let m = &self.config.model;
+        let t = &self.config.train;
+        let total = m.accounting(t.batch_size, t.seq_len).train_flops_per_token;
+        let router =
+            3 * 2 * m.d_model as u64 * m.switch.num_experts as u64 * m.num_sparse_layers() as u64;
+        total - router
+    }
+}
+
+/// Reads a sweep file.
+pub fn load(path: &Path) -> anyhow::Result<SweepFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read sweep file {}", path.display()))?;
+    let sweep: SweepFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("sweep file {}: {e}", path.display()))?;
+    let given = [
+        sweep.budget.steps.is_some(),
+        sweep.budget.tokens.is_some(),
+        sweep.budget.flops.is_some(),
+    ];
+    if given.iter().filter(|&&g| g).count() != 1 {
+        bail!(
+            "sweep file {}: [budget] needs exactly one of steps, tokens, flops",
+            path.display()
+        );
+    }
+    if sweep.experts.is_empty() || sweep.experts.contains(&0) {
+        bail!(
+            "sweep file {}: `experts` needs at least one count, each ≥ 1",
+            path.display()
+        );
+    }
+    if sweep.eval_every == 0 {
+        bail!(
+            "sweep file {}: `eval_every` must be at least 1",
+            path.display()
+        );
+    }
+    Ok(sweep)
+}
+
+/// Expands the sweep into variants, dense twin first. `data` (from `--data`) overrides the
+/// sweep's data.
+pub fn variants(
+    sweep: &SweepFile,
+    sweep_path: &Path,
+    data: &[String],
+) -> anyhow::Result<Vec<Variant>> {
+    let base_path: Option<PathBuf> = (!sweep.base.is_empty()).then(|| {
+        sweep_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&sweep.base)
+    });
+    let mut common = sweep.set.clone();
+    let data = if data.is_empty() { &sweep.data } else { data };
+    if !data.is_empty() {
+        let quoted: Vec<String> = data
+            .iter()
+            .map(|p| toml::Value::from(p.as_str()).to_string())
+            .collect();
+        common.push(format!("data.paths=[{}]", quoted.join(", ")));
+    }
+    let base = RunConfig::load(base_path.as_deref(), &common)?;
+    if base.model.num_sparse_layers() == 0 {
+        bail!("sweep base has no sparse layer (moe_every = 0); use a switch model as the base");
+    }
+    let default_experts = sweep
+        .default_experts
+        .unwrap_or(base.model.switch.num_experts);
+    let with = |sets: &[String]| -> anyhow::Result<RunConfig> {
+        let all: Vec<String> = common.iter().chain(sets).cloned().collect();
+        RunConfig::load(base_path.as_deref(), &all)
+    };
+    let experts = |e: usize| format!("switch.num_experts={e}");
+    let mut out = vec![Variant {
+        name: "dense".into(),
+        kind: Kind::Dense,
+        config: RunConfig {
+            model: base.model.dense_twin(),
+            ..base.clone()
+        },
+    }];
+    for &e in &sweep.experts {
+        out.push(Variant {
+            name: format!("switch-e{e}"),
+            kind: Kind::Switch,
+            config: with(&[experts(e)])?,
+        });
+    }
+    for &cf in &sweep.capacity_factors {
+        out.push(Variant {
+            name: format!("switch-e{default_experts}-cf{cf}"),
+            kind: Kind::Switch,
+            config: with(&[
+                experts(default_experts),
+                format!("switch.capacity_factor_train={cf}"),
+            ])?,
+        });
+    }
+    if sweep.balance_off {
+        out.push(Variant {
+            name: format!("switch-e{default_experts}-nobal"),
+            kind: Kind::Switch,
+            config: with(&[experts(default_experts), "balance_coef=0.0".into()])?,
+        });
+    }
+    if sweep.param_matched_dense {
+        let switch = with(&[experts(default_experts)])?;
+        let model: SwitchTransformerConfig = switch.model.param_matched_dense();
+        out.push(Variant {
+            name: "dense-param-matched".into(),
+            kind: Kind::ParamMatchedDense,
+            config: RunConfig { model, ..switch },
+        });
+    }
+    for custom in &sweep.variants {
+        let kind = if with(&custom.set)?.model.num_sparse_layers() > 0 {
+            Kind::Switch
+        } else {
+            Kind::Dense
+        };
+        out.push(Variant {
+            name: custom.name.clone(),
+            kind,
+            config: with(&custom.set)?,
+        });
+    }
+    let mut names: Vec<&str> = out.iter().map(|v| v.name.as_str()).collect();
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!("two sweep variants are named `{}`; rename one", w[0]);
+    }
+    for v in &mut out {
+        apply_budget(v, &sweep.budget, sweep.eval_every);
+    }
+    Ok(out)
+}
+
+/// Sets steps from the budget and aligns logging with evaluation.
+fn apply_budget(v: &mut Variant, budget: &Budget, eval_every: usize) {
+    let t = &v.config.train;
+    let tokens_per_step = (t.batch_size * t.seq_len * t.grad_accum) as u64;
+    let flops_per_token = v
+        .config
+        .model
+        .accounting(t.batch_size, t.seq_len)
+        .train_flops_per_token as f64;
+    let steps = match (budget.steps, budget.tokens, budget.flops) {
+        (Some(steps), _, _) => steps,
+        (_, Some(tokens), _) => tokens.div_ceil(tokens_per_step) as usize,
+        (_, _, Some(flops)) => {
+            (flops / (flops_per_token * tokens_per_step as f64)).floor() as usize
+        }
+        _ => unreachable!("checked on load"),
+    };
+    let t = &mut v.config.train;
+    t.steps = steps.max(1);
+    t.warmup_steps = t.warmup_steps.min(t.steps);
+    t.eval_every = eval_every;
+    t.log_every = gcd(t.log_every, eval_every);
+    t.checkpoint_every = 0;
+    t.keep_last = 1;
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Rejects variants whose training FLOPs per token (without the router) differ from the dense
+/// twin's; the parameter-matched dense model is exempt by design.
+pub fn check_flop_parity(variants: &[Variant]) -> anyhow::Result<()> {
+    let matched: Vec<(String, u64)> = variants
+        .iter()
+        .filter(|v| v.kind != Kind::ParamMatchedDense)
+        .map(|v| (v.name.clone(), v.flops_without_router()))
+        .collect();
+    moe_report::flops_parity(&matched, 1e-9).map_err(|msg| {
+        anyhow::anyhow!(
+            "the sweep's variants are not FLOP-matched (training FLOPs per token without the \
+             router must equal the dense twin's): {msg}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(extra: &str) -> (SweepFile, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-sweep-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.toml");
+        std::fs::write(
+            &path,
+            format!("experts = [2, 4]\ncapacity_factors = [1.0]\nbalance_off = true\nparam_matched_dense = true\neval_every = 20\n{extra}\n[budget]\ntokens = 100000\n"),
+        )
+        .unwrap();
+        (load(&path).unwrap(), path)
+    }
+
+    #[test]
+    fn expands_variants_with_equal_budgets_and_flops() {
+        let (s, path) = sweep("");
+        let v = variants(&s, &path, &[]).unwrap();
+        let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "dense",
+                "switch-e2",
+                "switch-e4",
+                "switch-e8-cf1",
+                "switch-e8-nobal",
+                "dense-param-matched"
+            ]
+        );
+        // 100,000 tokens of 16 × 128 per step = 49 steps (rounded up).
+        assert!(v
+            .iter()
+            .all(|v| v.config.train.steps == 49 && v.config.train.eval_every == 20));
+        assert_eq!(v[3].config.model.switch.capacity_factor_train, 1.0);
+        assert_eq!(v[4].config.model.balance_coef, 0.0);
+        assert_eq!(v[0].config.model.num_sparse_layers(), 0);
+        check_flop_parity(&v).expect("generated variants are FLOP-matched");
+        assert!(
+            v[5].flops_without_router() > v[0].flops_without_router(),
+            "param-matched costs more"
+        );
+    }
+
+    #[test]
+    fn rejects_variants_that_are_not_flop_matched() {
+        let (s, path) = sweep("[[variants]]\nname = \"wide\"\nset = [\"d_ff=1024\"]\n");
+        let v = variants(&s, &path, &[]).unwrap();
+        let err = check_flop_parity(&v).unwrap_err().to_string();
+        assert!(
+            err.contains("wide") && err.contains("FLOP-matched"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! `moe-train sweep` end to end on a tiny model: report files, skipping finished variants,
+//! resuming an interrupted one, refusing a directory that holds another sweep.
+
+use std::path::PathBuf;
+
+use moe_train::sweep::{self, Outcome, SweepArgs};
+
+const BASE: &str = r#"
+vocab_size = 256
+d_model = 32
+n_layers = 2
+n_heads = 2
+d_ff = 64
+max_seq_len = 16
+
+[switch]
+num_experts = 4
+
+[train]
+batch_size = 4
+seq_len = 16
+warmup_steps = 1
+eval_batches = 1
+peak_flops = 1e9
+
+[data]
+builtin_train_tokens = 20000
+builtin_val_tokens = 2000
+"#;
+
+fn setup(name: &str, experts: &str) -> (PathBuf, SweepArgs) {
+    let dir = std::env::temp_dir().join(format!("switchyard-sweep-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("base.toml"), BASE).unwrap();
+    let sweep = dir.join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        format!("base = \"base.toml\"\nexperts = {experts}\neval_every = 3\n[budget]\nsteps = 6\n"),
+    )
+    .unwrap();
+    let args = SweepArgs {
+        config: sweep,
+        out: Some(dir.join("out")),
+        data: Vec::new(),
+        backend: moe_train::Backend::Flex,
+        report_only: false,
+        progress: false,
+    };
+    (dir, args)
+}
+
+#[test]
+fn sweep_reports_skips_finished_and_resumes_interrupted_variants() {
+    let (dir, args) = setup("main", "[2]");
+    let out = dir.join("out");
+    let first = sweep::run(&args, &mut Vec::new()).expect("sweep runs");
+    assert_eq!(
+        first,
+        [
+            ("dense".to_string(), Outcome::Trained),
+            ("switch-e2".to_string(), Outcome::Trained)
+        ]
+    );
+    for file in [
+        "report.md",
+        "results.csv",
+        "results.json",
+        "loss_vs_steps.png",
+        "loss_vs_flops.svg",
+    ] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("switch-e2") && report.contains("dense"),
+        "{report}"
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header + 2 variants:\n{csv}");
+
+    let metrics = |v: &str| std::fs::read(out.join(v).join("metrics.jsonl")).unwrap();
+    let (dense_before, switch_before) = (metrics("dense"), metrics("switch-e2"));
+    let again = sweep::run(&args, &mut Vec::new()).expect("re-run");
+    assert!(
+        again.iter().all(|(_, o)| *o == Outcome::Skipped),
+        "{again:?}"
+    );
+    assert_eq!(
+        metrics("dense"),
+        dense_before,
+        "finished variants are not retrained"
+    );
+
+    // As if interrupted after its step-3 checkpoint: no summary yet, but a checkpoint.
+    std::fs::remove_file(out.join("switch-e2/summary.json")).unwrap();
+    let third = sweep::run(&args, &mut Vec::new()).expect("resume");
+    assert_eq!(third[0].1, Outcome::Skipped);
+    assert_eq!(third[1].1, Outcome::Resumed);
+    assert_ne!(
+        metrics("switch-e2"),
+        switch_before,
+        "resumed run appended its steps"
+    );
+
+    // The same directory with another sweep is refused.
+    let (_, mut other) = setup("other", "[2, 4]");
+    other.out = Some(out.clone());
+    let err = sweep::run(&other, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("different sweep"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("switchyard-sweep-{}-other", std::process::id())),
+    );
+}
