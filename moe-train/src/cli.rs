@@ -30,6 +30,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Sample text from a checkpoint.
     Generate(GenerateArgs),
+    /// Data preparation.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Train a dense twin and switch variants on the same data and budget; report the curves.
     Sweep(SweepArgs),
     /// Parameters, FLOPs per token and memory of a model config and its dense twin.
@@ -37,6 +40,14 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `moe-train data …`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Clean text for training: HTML to text, quality rules, block list, exact and
+    /// near-duplicate removal, test-set decontamination (docs/data-prepare.md).
+    Prepare(moe_data::prepare::PrepareArgs),
 }
 
 /// `moe-train bench …`.
@@ -65,6 +76,11 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
         }
         Command::Eval(args) => eval_cmd::run(&args, out).map(|_| 0),
         Command::Generate(args) => generate::run(&args, out).map(|_| 0),
+        Command::Data(DataCommand::Prepare(args)) => {
+            let report = moe_data::prepare::run(&args)?;
+            write!(out, "{}", report.summary())?;
+            Ok(0)
+        }
         Command::Sweep(args) => {
             sweep::run(&args, out)?;
             Ok(if train::was_interrupted() {

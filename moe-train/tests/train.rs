@@ -465,3 +465,84 @@ fn bad_input_is_refused_with_a_clear_message_and_nothing_overwritten() {
     assert!(err.contains("no checkpoint"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `moe-train data prepare` output (HTML, text and JSONL in; shards, report.json and
+/// summary.txt out) trains as is with `--data DIR`.
+#[test]
+fn prepared_data_round_trips_through_train() {
+    let _serial = serial();
+    let dir = scratch("prepare");
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    // Varied English-like prose (a fixed pseudo-random walk over a word list), so it passes
+    // the Gopher repetition and stop-word rules.
+    let prose = |i: usize| {
+        const WORDS: [&str; 40] = [
+            "the", "farmer", "and", "of", "market", "walked", "to", "with", "apples", "river",
+            "that", "have", "quiet", "morning", "sold", "bread", "children", "laughed", "old",
+            "bridge", "under", "green", "hills", "because", "rain", "came", "late", "summer",
+            "road", "village", "stories", "told", "evening", "fire", "warm", "small", "house",
+            "near", "forest", "light",
+        ];
+        let mut state = 0x9E37_79B9u64.wrapping_mul(i as u64 + 1);
+        let mut text = String::new();
+        for w in 0..400 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push_str(WORDS[(state >> 33) as usize % WORDS.len()]);
+            text.push_str(if w % 12 == 11 { ".\n" } else { " " });
+        }
+        text
+    };
+    std::fs::write(raw.join("a.txt"), prose(1)).unwrap();
+    std::fs::write(raw.join("copy.txt"), prose(1)).unwrap();
+    std::fs::write(
+        raw.join("b.html"),
+        format!(
+            "<html><head><script>var x = 1;</script></head><body><p>{}</p></body></html>",
+            prose(2)
+        ),
+    )
+    .unwrap();
+    let lines: String = (3..6)
+        .map(|i| serde_json::json!({ "text": prose(i) }).to_string() + "\n")
+        .collect();
+    std::fs::write(raw.join("c.jsonl"), lines).unwrap();
+    let clean = dir.join("clean");
+    let prepare = moe_data::prepare::PrepareArgs {
+        quiet: true,
+        ..moe_data::prepare::PrepareArgs::new(vec![raw.display().to_string()], &clean)
+    };
+    let report = moe_data::prepare::run(&prepare).expect("prepares");
+    assert_eq!(report.documents_in, 6);
+    assert_eq!(
+        report.documents_out,
+        5,
+        "only the exact copy is removed:\n{}",
+        report.summary()
+    );
+    assert!(clean.join("summary.txt").is_file() && clean.join("report.json").is_file());
+    let config = tiny_config(&dir);
+    let sets = [
+        "vocab_size=320",
+        "train.steps=3",
+        "train.eval_every=0",
+        "data.val_fraction=0.2",
+    ];
+    let summary = train::run(
+        &TrainArgs {
+            data: vec![clean.display().to_string()],
+            sets: sets.map(String::from).to_vec(),
+            ..args(&config, &dir.join("run"))
+        },
+        &mut Vec::new(),
+    )
+    .expect("trains on prepared data");
+    assert_eq!(
+        summary.data.documents as u64, report.documents_out,
+        "every kept document and nothing else (not summary.txt) is read"
+    );
+    assert!(summary.data.documents >= 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

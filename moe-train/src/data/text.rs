@@ -1,9 +1,11 @@
-//! Real text for `--data`: `.txt` files (one document each) and `.jsonl` files (one document
-//! per line, text in a configurable field), given as files, directories or globs.
+//! Real text for `--data`: `.txt` and `.html` files (one document each; HTML converted to
+//! text) and `.jsonl` files (one document per line, text in a configurable field), each
+//! optionally gzipped, given as files, directories or globs. Reading is `moe-data`'s, the
+//! same reader `moe-train data prepare` uses.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
@@ -20,91 +22,58 @@ pub struct Documents {
     pub empty_skipped: usize,
 }
 
-/// Expands files, directories (recursively: `.txt`, `.jsonl`) and glob patterns into a
-/// sorted, de-duplicated file list.
+/// Expands `--data` into files (`moe_data::input::expand_inputs`: files, directories searched
+/// recursively for `.txt`, `.jsonl`, `.html`/`.htm` and their `.gz`, globs), leaving out the
+/// `summary.txt` that `moe-train data prepare` writes beside its `report.json`.
 pub fn expand_paths(patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for pattern in patterns {
-        let path = Path::new(pattern);
-        if path.is_dir() {
-            collect_dir(path, &mut files)?;
-        } else if path.is_file() {
-            files.push(path.to_path_buf());
-        } else if pattern.contains(['*', '?', '[']) {
-            let matches: Vec<PathBuf> = glob::glob(pattern)
-                .with_context(|| format!("--data {pattern}: not a valid glob pattern"))?
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
-            if matches.is_empty() {
-                bail!("--data {pattern}: the pattern matches no file");
-            }
-            files.extend(matches);
-        } else {
-            bail!("--data {pattern}: no such file or directory");
-        }
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
+    let files =
+        moe_data::input::expand_inputs(patterns).map_err(|e| anyhow::anyhow!("--data: {e}"))?;
+    Ok(files
+        .into_iter()
+        .filter(|f| {
+            let prepared = f.file_name().is_some_and(|n| n == "summary.txt")
+                && f.with_file_name("report.json").is_file();
+            !prepared
+        })
+        .collect())
 }
 
-fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_dir(&path, files)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("txt" | "jsonl")
-        ) {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Reads every document of `patterns`. Errors name the file (and line for JSONL): missing
-/// paths, binary or non-UTF-8 files, malformed JSON, a missing text field, no text at all.
+/// Reads every document of `patterns` (see [`expand_paths`]). Errors name the file (and line
+/// for JSONL): missing paths, globs matching nothing, invalid UTF-8 (binary files), malformed
+/// JSON, a missing text field, no text at all.
 pub fn read_documents(patterns: &[String], text_field: &str) -> anyhow::Result<Documents> {
     let files = expand_paths(patterns)?;
     if files.is_empty() {
         bail!(
-            "--data {}: no .txt or .jsonl files found",
+            "--data {}: no .txt, .jsonl or .html files found",
             patterns.join(" ")
         );
     }
+    let options = moe_data::input::ReaderOptions {
+        text_field: text_field.to_string(),
+        ..Default::default()
+    };
     let mut docs = Documents::default();
     let mut seen = HashSet::new();
     for file in &files {
-        let bytes =
-            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        if bytes.contains(&0) {
-            bail!(
-                "{}: looks binary (contains NUL bytes); pass text files only",
-                file.display()
-            );
-        }
-        let text = String::from_utf8(bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not UTF-8 text (invalid byte at offset {})",
-                file.display(),
-                e.utf8_error().valid_up_to()
-            )
-        })?;
-        let is_jsonl = file.extension().is_some_and(|e| e == "jsonl");
-        let texts: Vec<String> = if is_jsonl {
-            jsonl_texts(file, &text, text_field)?
-        } else {
-            vec![text]
-        };
-        for text in texts {
-            if text.trim().is_empty() {
+        let reader = moe_data::input::DocumentReader::open(file, &options)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        for doc in reader {
+            let doc = doc.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (clean the data with `moe-train data prepare`, which skips bad records)"
+                )
+            })?;
+            if doc.text.contains('\0') {
+                bail!(
+                    "{}: looks binary (contains NUL bytes); pass text files only",
+                    doc.source
+                );
+            }
+            if doc.text.trim().is_empty() {
                 docs.empty_skipped += 1;
-            } else if seen.insert(hash(&text)) {
-                docs.texts.push(text);
+            } else if seen.insert(hash(&doc.text)) {
+                docs.texts.push(doc.text);
             } else {
                 docs.duplicates_removed += 1;
             }
@@ -119,26 +88,6 @@ pub fn read_documents(patterns: &[String], text_field: &str) -> anyhow::Result<D
     }
     docs.files = files;
     Ok(docs)
-}
-
-fn jsonl_texts(file: &Path, text: &str, field: &str) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let where_ = || format!("{}:{}", file.display(), i + 1);
-        let value: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}: malformed JSON", where_()))?;
-        match value.get(field) {
-            Some(serde_json::Value::String(s)) => out.push(s.clone()),
-            _ => bail!(
-                "{}: no string field `{field}` (set data.text_field)",
-                where_()
-            ),
-        }
-    }
-    Ok(out)
 }
 
 fn hash(text: &str) -> u64 {
