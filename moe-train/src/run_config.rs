@@ -312,6 +312,15 @@ fn section<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// The `--set` override that makes `paths` (from `--data`) the run's `data.paths`.
+pub fn data_paths_set(paths: &[String]) -> String {
+    let quoted: Vec<String> = paths
+        .iter()
+        .map(|p| toml::Value::from(p.as_str()).to_string())
+        .collect();
+    format!("data.paths=[{}]", quoted.join(", "))
+}
+
 /// Applies one `--set key=value`: `value` is a TOML literal (`3`, `1e-3`, `true`,
 /// `"text"`, `["a", "b"]`); anything that does not parse as one is taken as a string.
 /// Types and key names are checked when the config is built.

@@ -18,55 +18,70 @@ pub(super) fn check(
     scratch: &mut Scratch,
 ) -> Result<(), Failure> {
     let total = char_len(text).max(1) as f64;
-    let fail = |rule, detail| Err(Failure { rule, detail });
-    let para_on =
-        [Rule::DuplicateParagraphs, Rule::DuplicateParagraphChars].map(|r| config.is_on(r));
-    if para_on.contains(&true) {
-        let paragraphs = paragraphs(text);
-        let (dups, dup_chars) = duplicates(paragraphs.iter().copied(), &mut scratch.set);
-        let fraction = dups as f64 / paragraphs.len().max(1) as f64;
-        if para_on[0] && fraction > config.max_duplicate_paragraph_fraction {
-            let max = config.max_duplicate_paragraph_fraction;
-            return fail(
-                Rule::DuplicateParagraphs,
-                format!("{fraction:.3} of paragraphs are repeats > {max}"),
-            );
-        }
-        let chars = dup_chars as f64 / total;
-        if para_on[1] && chars > config.max_duplicate_paragraph_char_fraction {
-            let max = config.max_duplicate_paragraph_char_fraction;
-            return fail(
-                Rule::DuplicateParagraphChars,
-                format!("{chars:.3} of characters in repeated paragraphs > {max}"),
-            );
-        }
+    let paragraph_rules = [Rule::DuplicateParagraphs, Rule::DuplicateParagraphChars];
+    if paragraph_rules.iter().any(|&r| config.is_on(r)) {
+        let limits = [
+            config.max_duplicate_paragraph_fraction,
+            config.max_duplicate_paragraph_char_fraction,
+        ];
+        let units = paragraphs(text);
+        duplicate_rules(
+            &units,
+            "paragraphs",
+            paragraph_rules,
+            limits,
+            total,
+            config,
+            scratch,
+        )?;
     }
-    let line_on = [Rule::DuplicateLines, Rule::DuplicateLineChars].map(|r| config.is_on(r));
-    if line_on.contains(&true) {
-        let n_lines = lines(text).count();
-        let (dups, dup_chars) = duplicates(lines(text), &mut scratch.set);
-        let fraction = dups as f64 / n_lines.max(1) as f64;
-        if line_on[0] && fraction > config.max_duplicate_line_fraction {
-            let max = config.max_duplicate_line_fraction;
-            return fail(
-                Rule::DuplicateLines,
-                format!("{fraction:.3} of lines are repeats > {max}"),
-            );
-        }
-        let chars = dup_chars as f64 / total;
-        if line_on[1] && chars > config.max_duplicate_line_char_fraction {
-            let max = config.max_duplicate_line_char_fraction;
-            return fail(
-                Rule::DuplicateLineChars,
-                format!("{chars:.3} of characters in repeated lines > {max}"),
-            );
-        }
+    let line_rules = [Rule::DuplicateLines, Rule::DuplicateLineChars];
+    if line_rules.iter().any(|&r| config.is_on(r)) {
+        let limits = [
+            config.max_duplicate_line_fraction,
+            config.max_duplicate_line_char_fraction,
+        ];
+        let units: Vec<&str> = lines(text).collect();
+        duplicate_rules(&units, "lines", line_rules, limits, total, config, scratch)?;
     }
     ngram_rules(text, total, config, scratch)
 }
 
 /// (repeated items, characters in repeated items), each item counted from its second
 /// occurrence on.
+/// The two duplicate rules of one kind of unit (`"lines"` or `"paragraphs"`): the fraction of
+/// units that repeat an earlier one (`rules[0]`, limit `limits[0]`) and the fraction of the
+/// document's `total` characters in such repeats (`rules[1]`, limit `limits[1]`).
+fn duplicate_rules(
+    units: &[&str],
+    name: &str,
+    rules: [Rule; 2],
+    limits: [f64; 2],
+    total: f64,
+    config: &QualityConfig,
+    scratch: &mut Scratch,
+) -> Result<(), Failure> {
+    let (dups, dup_chars) = duplicates(units.iter().copied(), &mut scratch.set);
+    let fraction = dups as f64 / units.len().max(1) as f64;
+    if config.is_on(rules[0]) && fraction > limits[0] {
+        return Err(Failure {
+            rule: rules[0],
+            detail: format!("{fraction:.3} of {name} are repeats > {}", limits[0]),
+        });
+    }
+    let chars = dup_chars as f64 / total;
+    if config.is_on(rules[1]) && chars > limits[1] {
+        return Err(Failure {
+            rule: rules[1],
+            detail: format!(
+                "{chars:.3} of characters in repeated {name} > {}",
+                limits[1]
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn duplicates<'a>(items: impl Iterator<Item = &'a str>, seen: &mut IdSet<u64>) -> (usize, usize) {
     seen.clear();
     let (mut dups, mut chars) = (0, 0);

@@ -157,11 +157,7 @@ pub fn variants(
     let mut common = sweep.set.clone();
     let data = if data.is_empty() { &sweep.data } else { data };
     if !data.is_empty() {
-        let quoted: Vec<String> = data
-            .iter()
-            .map(|p| toml::Value::from(p.as_str()).to_string())
-            .collect();
-        common.push(format!("data.paths=[{}]", quoted.join(", ")));
+        common.push(crate::run_config::data_paths_set(data));
     }
     let base = RunConfig::load(base_path.as_deref(), &common)?;
     if base.model.num_sparse_layers() == 0 {
@@ -217,7 +213,8 @@ pub fn variants(
         });
     }
     for custom in &sweep.variants {
-        let kind = if with(&custom.set)?.model.num_sparse_layers() > 0 {
+        let config = with(&custom.set)?;
+        let kind = if config.model.num_sparse_layers() > 0 {
             Kind::Switch
         } else {
             Kind::Dense
@@ -225,7 +222,7 @@ pub fn variants(
         out.push(Variant {
             name: custom.name.clone(),
             kind,
-            config: with(&custom.set)?,
+            config,
         });
     }
     let mut names: Vec<&str> = out.iter().map(|v| v.name.as_str()).collect();

@@ -175,7 +175,6 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         state.step,
         run_dir.display()
     )?;
-    let data_info = data.info.clone();
     let mut trainer = Trainer::new(
         model,
         optim,
@@ -188,11 +187,6 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         peak_flops,
     );
     let summary = train_loop(&mut trainer, args, out)?;
-    let summary = TrainSummary {
-        data: data_info,
-        peak_flops,
-        ..summary
-    };
     write_atomic(
         &run_dir.join("summary.json"),
         &serde_json::to_vec_pretty(&summary)?,

@@ -25,12 +25,7 @@ pub struct Plan {
 pub fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
     let mut sets = args.sets.clone();
     if !args.data.is_empty() {
-        let quoted: Vec<String> = args
-            .data
-            .iter()
-            .map(|p| toml::Value::from(p.as_str()).to_string())
-            .collect();
-        sets.push(format!("data.paths=[{}]", quoted.join(", ")));
+        sets.push(crate::run_config::data_paths_set(&args.data));
     }
     if let Some(seed) = args.seed {
         sets.push(format!("train.seed={seed}"));
