@@ -2,11 +2,14 @@
 //! `cargo run --release --example demo -- /tmp/moe-report-demo`
 //!
 //! The curves are synthetic (`loss = 1.6 + 2.4·exp(−k·step/500)`, with `k` growing with the
-//! expert count); only the file formats and plots are real.
+//! expert count), and so are the calibration bins (accuracy below confidence by an amount
+//! that shrinks with the loss) and the per-domain accuracies; only the file formats and plots
+//! are real.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use moe_report::{write_report, Point, ReportMeta, VariantKind, VariantResult};
+use moe_report::{write_report, Point, ReliabilityBin, ReportMeta, VariantKind, VariantResult};
 
 fn variant(
     name: &str,
@@ -25,12 +28,22 @@ fn variant(
         .map(|i| {
             let step = 50 * i;
             let tokens = 1024 * step as u64;
+            let loss = 1.6 + 2.4 * (-k * step as f64 / 500.0).exp();
             Point {
                 step,
                 tokens,
                 wall_s: s_per_step * step as f64,
                 flops: flops_per_token as f64 * tokens as f64,
-                val_loss: 1.6 + 2.4 * (-k * step as f64 / 500.0).exp(),
+                val_loss: loss,
+                reliability: reliability_bins(0.03 * (loss - 1.5)),
+                domain_accuracy: BTreeMap::from([
+                    (
+                        "arithmetic".to_string(),
+                        1.0 / (1.0 + (8.0 * (loss - 2.0)).exp()),
+                    ),
+                    ("records".to_string(), (2.8 - loss).clamp(0.0, 1.0)),
+                ]),
+                ..Point::default()
             }
         })
         .collect();
@@ -53,7 +66,22 @@ fn variant(
         drop_rate: if sparse { 0.02 } else { 0.0 },
         load_cv: if sparse { 0.3 } else { 0.0 },
         curve,
+        ..VariantResult::default()
     }
+}
+
+/// 15 equal-width bins of 200 predictions each, accuracy `gap` below the confidence.
+fn reliability_bins(gap: f64) -> Vec<ReliabilityBin> {
+    (0..15)
+        .map(|i| {
+            let mean_confidence = (i as f64 + 0.5) / 15.0;
+            ReliabilityBin {
+                count: 200,
+                mean_confidence,
+                accuracy: (mean_confidence - gap).max(0.0),
+            }
+        })
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {

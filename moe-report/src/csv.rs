@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use crate::summary::{Report, VariantReport};
 
 /// The CSV header, in column order.
-pub const CSV_COLUMNS: [&str; 15] = [
+pub const CSV_COLUMNS: [&str; 17] = [
     "name",
     "kind",
     "num_experts",
@@ -21,6 +21,8 @@ pub const CSV_COLUMNS: [&str; 15] = [
     "speedup_steps",
     "speedup_wallclock",
     "speedup_flops",
+    "non_embedding_params",
+    "executed_train_flops_per_token",
 ];
 
 /// The whole `results.csv` text, `\n` line ends.
@@ -53,6 +55,10 @@ fn row(variant: &VariantReport) -> Vec<String> {
         opt(variant.speedup_steps),
         opt(variant.speedup_wallclock),
         opt(variant.speedup_flops),
+        r.non_embedding_params
+            .map_or_else(String::new, |n| n.to_string()),
+        r.executed_train_flops_per_token
+            .map_or_else(String::new, |n| n.to_string()),
     ]
 }
 

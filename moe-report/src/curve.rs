@@ -98,6 +98,7 @@ mod tests {
             wall_s: 0.5 * step as f64 + 1.0,
             flops: 1e6 * step as f64,
             val_loss,
+            ..Point::default()
         }
     }
 

@@ -20,11 +20,23 @@ pub enum ReportError {
     /// More than one variant has kind `dense`: the baseline would be ambiguous.
     #[error(
         "several variants of kind `dense` ({names:?}): the speedup baseline must be unique; keep \
-         one dense twin (a dense model with more parameters is kind `param-matched-dense`)"
+         one dense twin (a dense model with more parameters is kind `param-matched-dense`), or \
+         name the baseline in `ReportOptions::baseline`"
     )]
     SeveralDense {
         /// The dense variants' names.
         names: Vec<String>,
+    },
+    /// `ReportOptions::baseline` names no variant of kind `dense`.
+    #[error(
+        "the baseline `{name}` given in ReportOptions is not a variant of kind `dense`; the \
+         dense variants are {dense:?}"
+    )]
+    BadBaseline {
+        /// The name given.
+        name: String,
+        /// The dense variants' names.
+        dense: Vec<String>,
     },
     /// Two variants share a name (names label CSV rows, table rows and legend entries).
     #[error("two variants are named `{name}`: give every variant a unique name")]

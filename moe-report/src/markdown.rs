@@ -1,19 +1,25 @@
-//! `report.md`: the meta, the results table, times to the target loss, the method, the plots.
+//! `report.md`: the meta, the results table, times to the target loss, the method, the plots,
+//! then the scaling-law, calibration and emergence sections (`markdown_sections.rs`).
 
 use std::fmt::Write;
 
 use crate::format::{percent, si, speedup, thousands, NOT_REACHED};
+use crate::markdown_sections::{write_calibration, write_emergence, write_scaling};
 use crate::plot::{PlotKind, PLOTS};
+use crate::report::Figure;
 use crate::summary::Report;
 use crate::types::ReportMeta;
 
-/// The whole `report.md` text.
-pub(crate) fn render(report: &Report) -> String {
+/// The whole `report.md` text; `figures` are the extra plots written next to it.
+pub(crate) fn render(report: &Report, figures: &[Figure]) -> String {
     let mut md = String::new();
     write_meta(&mut md, &report.meta);
     write_results(&mut md, report);
     write_times(&mut md, report);
     write_plots(&mut md, report);
+    write_scaling(&mut md, report, figures);
+    write_calibration(&mut md, report, figures);
+    write_emergence(&mut md, report, figures);
     md
 }
 
@@ -80,6 +86,15 @@ fn write_results(md: &mut String, report: &Report) {
         );
     }
     let _ = writeln!(md, "\n{}\n", report.interpolation);
+    let _ = write!(md, "FLOP figures count {}.", report.flops_basis.describe());
+    if !report.flops_fallback.is_empty() {
+        let _ = write!(
+            md,
+            " Executed FLOPs were asked for, but {} lack `executed_train_flops_per_token`.",
+            report.flops_fallback.join(", ")
+        );
+    }
+    md.push_str("\n\n");
 }
 
 fn write_times(md: &mut String, report: &Report) {

@@ -1,5 +1,7 @@
 //! The plots: validation loss against each [`Axis`], and speedup against the number of experts.
-//! Each is described once as a [`Chart`] and drawn by the same code on the SVG and PNG backends.
+//! Each is described once as a [`Chart`] and drawn by the same code on the SVG and PNG backends;
+//! a figure of several charts side by side (the fit and evaluation plots, `plot_fits.rs` and
+//! `plot_eval.rs`) is drawn by [`write_figure`].
 
 use std::ops::Range;
 use std::path::Path;
@@ -21,7 +23,7 @@ use crate::types::VariantKind;
 pub(crate) const PLOT_SIZE: (u32, u32) = (1024, 640);
 
 /// Line colours (matplotlib's `tab10`); the dense twin is drawn in black.
-const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -35,7 +37,11 @@ const PALETTE: [RGBColor; 10] = [
 ];
 
 /// Curves with at most this many points get a marker on each point.
-const MAX_MARKED_POINTS: usize = 30;
+pub(crate) const MAX_MARKED_POINTS: usize = 30;
+
+/// A chart with more labelled lines than this draws no legend (it would cover the plot);
+/// its caption in `report.md` points to the table instead.
+pub(crate) const MAX_LEGEND_ENTRIES: usize = 12;
 
 /// One plot of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,36 +73,42 @@ impl PlotKind {
 
 /// How x tick labels are written.
 #[derive(Debug, Clone, Copy)]
-enum XTicks {
+pub(crate) enum XTicks {
     /// SI suffixes (`1.5k`, `2.4T`).
     Si,
     /// x is log2 of the value: integer ticks labelled `2^x`, others blank.
     Pow2,
+    /// x is log10 of the value, labelled with SI suffixes (`10^x`); over two decades or more
+    /// only whole decades are labelled.
+    Pow10,
 }
 
-/// A polyline with a legend entry.
-struct Line {
-    label: String,
-    color: RGBColor,
-    width: u32,
-    dashed: bool,
-    markers: bool,
+/// A polyline (or, with `connect: false`, a set of markers) with a legend entry; an empty
+/// label leaves it out of the legend.
+pub(crate) struct Line {
+    pub(crate) label: String,
+    pub(crate) color: RGBColor,
+    pub(crate) width: u32,
+    pub(crate) dashed: bool,
+    pub(crate) markers: bool,
+    /// Draw the polyline; `false` = markers only (a scatter).
+    pub(crate) connect: bool,
     /// Finite points only.
-    points: Vec<(f64, f64)>,
+    pub(crate) points: Vec<(f64, f64)>,
 }
 
 /// Everything drawn on one plot.
-struct Chart {
-    title: String,
-    x_desc: String,
-    y_desc: String,
-    x_ticks: XTicks,
-    x_range: Range<f64>,
-    y_range: Range<f64>,
-    legend: SeriesLabelPosition,
-    lines: Vec<Line>,
+pub(crate) struct Chart {
+    pub(crate) title: String,
+    pub(crate) x_desc: String,
+    pub(crate) y_desc: String,
+    pub(crate) x_ticks: XTicks,
+    pub(crate) x_range: Range<f64>,
+    pub(crate) y_range: Range<f64>,
+    pub(crate) legend: SeriesLabelPosition,
+    pub(crate) lines: Vec<Line>,
     /// Printed in the middle when no solid line has a point (dashed lines are references).
-    empty_note: String,
+    pub(crate) empty_note: String,
 }
 
 /// Writes every plot of `report` into `dir` as `.svg` and `.png`.
@@ -107,13 +119,29 @@ pub(crate) fn write_plots(dir: &Path, report: &Report) -> Result<(), ReportError
             PlotKind::Loss(axis) => loss_chart(report, axis),
             PlotKind::SpeedupVsExperts => speedup_chart(report),
         };
-        let stem = plot.file_stem();
-        let svg_path = dir.join(format!("{stem}.svg"));
-        let svg = render_svg(&chart).map_err(|message| plot_error(&svg_path, message))?;
-        write_atomic(&svg_path, svg.as_bytes())?;
-        write_png(&chart, &dir.join(format!("{stem}.png")))?;
+        write_figure(dir, &plot.file_stem(), std::slice::from_ref(&chart))?;
     }
     Ok(())
+}
+
+/// Writes `dir/stem.svg` and `dir/stem.png`: one chart at [`PLOT_SIZE`], or several side by
+/// side, two per row.
+pub(crate) fn write_figure(dir: &Path, stem: &str, charts: &[Chart]) -> Result<(), ReportError> {
+    ensure_registered()?;
+    let svg_path = dir.join(format!("{stem}.svg"));
+    let svg = render_svg(charts).map_err(|message| plot_error(&svg_path, message))?;
+    write_atomic(&svg_path, svg.as_bytes())?;
+    write_png(charts, &dir.join(format!("{stem}.png")))
+}
+
+/// Canvas size and `(rows, cols)` for `n` charts: one at [`PLOT_SIZE`], more two per row,
+/// each 720 × 480.
+pub(crate) fn layout(n: usize) -> ((u32, u32), (usize, usize)) {
+    if n <= 1 {
+        return (PLOT_SIZE, (1, 1));
+    }
+    let rows = n.div_ceil(2);
+    ((1440, 480 * rows as u32), (rows, 2))
 }
 
 fn plot_error(path: &Path, message: String) -> ReportError {
@@ -123,21 +151,21 @@ fn plot_error(path: &Path, message: String) -> ReportError {
     }
 }
 
-fn render_svg(chart: &Chart) -> Result<String, String> {
+fn render_svg(charts: &[Chart]) -> Result<String, String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
-        draw(&root, chart).map_err(|e| e.to_string())?;
+        let root = SVGBackend::with_string(&mut svg, layout(charts.len()).0).into_drawing_area();
+        draw_all(&root, charts).map_err(|e| e.to_string())?;
     }
     Ok(svg)
 }
 
 /// plotters encodes PNGs only into a named file, so the temporary file is drawn and renamed.
-fn write_png(chart: &Chart, path: &Path) -> Result<(), ReportError> {
+fn write_png(charts: &[Chart], path: &Path) -> Result<(), ReportError> {
     let tmp = temp_sibling(path);
     let drawn = {
-        let root = BitMapBackend::new(&tmp, PLOT_SIZE).into_drawing_area();
-        draw(&root, chart).map_err(|e| e.to_string())
+        let root = BitMapBackend::new(&tmp, layout(charts.len()).0).into_drawing_area();
+        draw_all(&root, charts).map_err(|e| e.to_string())
     };
     if let Err(message) = drawn {
         let _ = std::fs::remove_file(&tmp);
@@ -147,11 +175,32 @@ fn write_png(chart: &Chart, path: &Path) -> Result<(), ReportError> {
 }
 
 /// Draws `chart` on `root` and presents it (for a file backend: writes the file).
+#[cfg(test)]
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    draw_all(root, std::slice::from_ref(chart))
+}
+
+/// Draws `charts` on `root` in the grid of [`layout`] and presents it.
+fn draw_all<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    charts: &[Chart],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
+    let (_, grid) = layout(charts.len());
+    for (area, chart) in root.split_evenly(grid).iter().zip(charts) {
+        draw_panel(area, chart)?;
+    }
+    root.present()
+}
+
+/// Draws one chart on `area` (no fill, no present).
+fn draw_panel<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let mut ctx = ChartBuilder::on(root)
         .caption(&chart.title, (FAMILY, 24))
         .margin(18)
@@ -159,16 +208,22 @@ fn draw<DB: DrawingBackend>(
         .y_label_area_size(80)
         .build_cartesian_2d(chart.x_range.clone(), chart.y_range.clone())?;
     let x_ticks = chart.x_ticks;
+    let whole_decades = chart.x_range.end - chart.x_range.start >= 2.0;
     let x_fmt = move |x: &f64| match x_ticks {
         XTicks::Si => si(*x),
         XTicks::Pow2 if (x - x.round()).abs() < 1e-6 => format!("{}", 2f64.powf(x.round())),
         XTicks::Pow2 => String::new(),
+        XTicks::Pow10 if !whole_decades => si(10f64.powf(*x)),
+        XTicks::Pow10 if (x - x.round()).abs() < 1e-6 => si(10f64.powf(x.round())),
+        XTicks::Pow10 => String::new(),
     };
     let y_decimals = decimals_for_span(chart.y_range.end - chart.y_range.start);
     let y_fmt = move |y: &f64| format!("{y:.y_decimals$}");
+    let whole_ticks = (chart.x_range.end.floor() - chart.x_range.start.ceil()) as usize + 1;
     let x_labels = match x_ticks {
         XTicks::Si => 10,
-        XTicks::Pow2 => (chart.x_range.end.floor() - chart.x_range.start.ceil()) as usize + 1,
+        XTicks::Pow10 if !whole_decades => 6,
+        XTicks::Pow2 | XTicks::Pow10 => whole_ticks,
     };
     ctx.configure_mesh()
         .x_desc(&chart.x_desc)
@@ -183,12 +238,15 @@ fn draw<DB: DrawingBackend>(
     for line in &chart.lines {
         draw_line(&mut ctx, line)?;
     }
-    ctx.configure_series_labels()
-        .position(chart.legend.clone())
-        .label_font((FAMILY, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.5))
-        .draw()?;
+    let labelled = chart.lines.iter().filter(|l| !l.label.is_empty()).count();
+    if (1..=MAX_LEGEND_ENTRIES).contains(&labelled) {
+        ctx.configure_series_labels()
+            .position(chart.legend.clone())
+            .label_font((FAMILY, 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.5))
+            .draw()?;
+    }
     if chart
         .lines
         .iter()
@@ -200,7 +258,7 @@ fn draw<DB: DrawingBackend>(
             TextStyle::from((FAMILY, 20).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
         root.draw_text(&chart.empty_note, &style, (w as i32 / 2, h as i32 / 2))?;
     }
-    root.present()
+    Ok(())
 }
 
 fn draw_line<DB: DrawingBackend>(
@@ -209,6 +267,21 @@ fn draw_line<DB: DrawingBackend>(
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let style = line.color.stroke_width(line.width);
     let legend_style = style;
+    if !line.connect {
+        let radius = line.width + 2;
+        let color = line.color;
+        let series = ctx.draw_series(
+            line.points
+                .iter()
+                .map(|&p| Circle::new(p, radius, color.filled())),
+        )?;
+        if !line.label.is_empty() {
+            series
+                .label(&line.label)
+                .legend(move |(x, y)| Circle::new((x + 12, y), radius, color.filled()));
+        }
+        return Ok(());
+    }
     let series = if line.dashed {
         ctx.draw_series(DashedLineSeries::new(
             line.points.iter().copied(),
@@ -219,9 +292,11 @@ fn draw_line<DB: DrawingBackend>(
     } else {
         ctx.draw_series(LineSeries::new(line.points.iter().copied(), style))?
     };
-    series
-        .label(&line.label)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], legend_style));
+    if !line.label.is_empty() {
+        series
+            .label(&line.label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], legend_style));
+    }
     if line.markers {
         let radius = line.width + 2;
         ctx.draw_series(
@@ -261,6 +336,7 @@ fn loss_chart(report: &Report, axis: Axis) -> Chart {
                 width: if dense { 3 } else { 2 },
                 dashed: false,
                 markers: points.len() <= MAX_MARKED_POINTS,
+                connect: true,
                 points,
             }
         })
@@ -307,6 +383,7 @@ fn speedup_chart(report: &Report) -> Chart {
         width: 2,
         dashed: false,
         markers: true,
+        connect: true,
         points,
     };
     Chart {
@@ -326,6 +403,7 @@ fn speedup_chart(report: &Report) -> Chart {
                 width: 2,
                 dashed: true,
                 markers: false,
+                connect: true,
                 points: vec![(x_range.start, 1.0), (x_range.end, 1.0)],
             },
             line("speedup in steps", PALETTE[0], steps),
@@ -338,7 +416,7 @@ fn speedup_chart(report: &Report) -> Chart {
 
 /// `[min, max]` of the finite values, widened by `pad` × span on both sides; a single value or
 /// none gets a unit-wide range.
-fn padded_range(values: impl Iterator<Item = f64>, pad: f64) -> Range<f64> {
+pub(crate) fn padded_range(values: impl Iterator<Item = f64>, pad: f64) -> Range<f64> {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
@@ -385,8 +463,10 @@ mod tests {
                     wall_s: 3.0 * i as f64 * (1.0 + 0.1 * experts as f64),
                     flops: 7.7e9 * i as f64,
                     val_loss: 2.0 + 2.0 * (-(rate * i as f64) / 4.0).exp(),
+                    ..Point::default()
                 })
                 .collect(),
+            ..VariantResult::default()
         };
         let results = [
             variant("dense", VariantKind::Dense, 1, 1.0),
@@ -468,7 +548,7 @@ mod tests {
         }
         let chart = speedup_chart(&report);
         ensure_registered().unwrap();
-        let svg = render_svg(&chart).unwrap();
+        let svg = render_svg(std::slice::from_ref(&chart)).unwrap();
         assert!(
             svg.contains("reached the dense twin"),
             "no note in the empty plot"

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::curve::{speedup, time_to_loss, Axis};
 use crate::error::ReportError;
+use crate::options::{FlopsBasis, ReportOptions};
+use crate::scaling::{analyze, ScalingAnalysis};
 use crate::types::{f64_or_nan, ReportMeta, VariantKind, VariantResult};
 
 /// How time-to-loss is measured, stated in `report.md` and `results.json`.
@@ -58,6 +60,17 @@ pub struct Report {
     pub default_capacity_factor: Option<f64>,
     /// Every variant, in the order given.
     pub variants: Vec<VariantReport>,
+    /// The FLOPs that every FLOP figure counts (absent in old `results.json`: model FLOPs).
+    /// With [`FlopsBasis::Executed`] the curves' `flops` above are the executed ones.
+    #[serde(default)]
+    pub flops_basis: FlopsBasis,
+    /// Variants without executed FLOPs when [`FlopsBasis::Executed`] was asked for (the
+    /// report then fell back to model FLOPs); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flops_fallback: Vec<String>,
+    /// The scaling-law fits (absent in old `results.json`: every fit "not computed").
+    #[serde(default)]
+    pub scaling: ScalingAnalysis,
 }
 
 impl Report {
@@ -77,11 +90,24 @@ impl Report {
     }
 }
 
-/// Checks `results` and computes every variant's speedups over the dense twin.
+/// Checks `results` and computes every variant's speedups over the dense twin, and the
+/// scaling-law fits, with the default [`ReportOptions`].
 pub fn summarize(results: &[VariantResult], meta: &ReportMeta) -> Result<Report, ReportError> {
-    let baseline = validate(results)?;
+    summarize_with(results, meta, &ReportOptions::default())
+}
+
+/// [`summarize`] with explicit options: the baseline, the FLOP basis, the fits' settings.
+pub fn summarize_with(
+    results: &[VariantResult],
+    meta: &ReportMeta,
+    options: &ReportOptions,
+) -> Result<Report, ReportError> {
+    validate(results)?;
+    let (results, flops_basis, flops_fallback) = apply_flops_basis(results, options.flops_basis);
+    let baseline = baseline(&results, options.baseline.as_deref())?;
     let base_curve = &baseline.curve;
     let target_loss = base_curve.last().map_or(f64::NAN, |p| p.val_loss);
+    let default_capacity_factor = default_capacity_factor(&results);
     let variants = results
         .iter()
         .map(|result| {
@@ -103,13 +129,45 @@ pub fn summarize(results: &[VariantResult], meta: &ReportMeta) -> Result<Report,
         baseline: baseline.name.clone(),
         target_loss,
         interpolation: INTERPOLATION.to_string(),
-        default_capacity_factor: default_capacity_factor(results),
+        default_capacity_factor,
+        scaling: analyze(&results, default_capacity_factor, options),
         variants,
+        flops_basis,
+        flops_fallback,
     })
 }
 
-/// Checks names, curves and the baseline; returns the dense twin.
-fn validate(results: &[VariantResult]) -> Result<&VariantResult, ReportError> {
+/// The results with every curve's `flops` on `basis`, the basis used, and the variants that
+/// made [`FlopsBasis::Executed`] fall back to model FLOPs.
+fn apply_flops_basis(
+    results: &[VariantResult],
+    basis: FlopsBasis,
+) -> (Vec<VariantResult>, FlopsBasis, Vec<String>) {
+    let mut results = results.to_vec();
+    if basis == FlopsBasis::Model {
+        return (results, basis, Vec::new());
+    }
+    let missing: Vec<String> = results
+        .iter()
+        .filter(|r| basis.per_token(r).is_none())
+        .map(|r| r.name.clone())
+        .collect();
+    if !missing.is_empty() {
+        return (results, FlopsBasis::Model, missing);
+    }
+    for r in &mut results {
+        let per_token = basis
+            .per_token(r)
+            .expect("checked above: every variant has it") as f64;
+        for p in &mut r.curve {
+            p.flops = per_token * p.tokens as f64;
+        }
+    }
+    (results, basis, Vec::new())
+}
+
+/// Checks names and curves.
+fn validate(results: &[VariantResult]) -> Result<(), ReportError> {
     if results.is_empty() {
         return Err(ReportError::NoVariants);
     }
@@ -132,10 +190,28 @@ fn validate(results: &[VariantResult]) -> Result<&VariantResult, ReportError> {
             });
         }
     }
+    Ok(())
+}
+
+/// The speedup baseline: the dense variant named `name`, or the only dense variant.
+fn baseline<'r>(
+    results: &'r [VariantResult],
+    name: Option<&str>,
+) -> Result<&'r VariantResult, ReportError> {
     let dense: Vec<&VariantResult> = results
         .iter()
         .filter(|r| r.kind == VariantKind::Dense)
         .collect();
+    if let Some(name) = name {
+        return dense
+            .iter()
+            .find(|r| r.name == name)
+            .copied()
+            .ok_or_else(|| ReportError::BadBaseline {
+                name: name.to_string(),
+                dense: dense.iter().map(|r| r.name.clone()).collect(),
+            });
+    }
     match dense[..] {
         [baseline] => Ok(baseline),
         [] => Err(ReportError::NoDenseBaseline {
@@ -180,6 +256,7 @@ mod tests {
             wall_s: step as f64,
             flops: 1e3 * step as f64,
             val_loss,
+            ..Point::default()
         };
         VariantResult {
             name: name.to_string(),
@@ -195,6 +272,7 @@ mod tests {
             drop_rate: 0.0,
             load_cv: 0.0,
             curve: vec![point(0, 4.0), point(100, 2.0 + 0.01 * experts as f64)],
+            ..VariantResult::default()
         }
     }
 

@@ -44,6 +44,7 @@ fn variant(
                 wall_s: s_per_step * step as f64,
                 flops: (flops_per_token * tokens) as f64,
                 val_loss: dense_loss(k * step as f64),
+                ..Point::default()
             }
         })
         .collect();
@@ -62,6 +63,7 @@ fn variant(
         drop_rate: if sparse { 0.015 } else { 0.0 },
         load_cv: if sparse { 0.25 } else { 0.0 },
         curve,
+        ..VariantResult::default()
     }
 }
 
@@ -113,7 +115,10 @@ fn assert_close(got: f64, want: f64, what: &str) {
     );
 }
 
-const PLOTS: [&str; 5] = [
+/// Every plot of this sweep: the five of every report, and `loss_vs_experts` (one dense base
+/// size with 1, 4 and 16 experts at one token count).
+const PLOTS: [&str; 6] = [
+    "loss_vs_experts",
     "loss_vs_steps",
     "loss_vs_tokens",
     "loss_vs_wallclock",
@@ -281,6 +286,17 @@ fn check_markdown(dir: &Path) {
         "| switch-e4 | switch | 4 | 1.25 | 0.01 | ",
         "| 2.00× | 1.67× | 2.00× | 1.50 % | 0.250 | 3,412,480 | 853,120 | 600 | 85,333 |",
         "| switch-e16 | 400.0 | 409.6k | 5.0 | 245.76M |",
+        "FLOP figures count model FLOPs",
+        "## Scaling laws",
+        "- L(N) not fitted: L(N) needs dense runs of at least 3 sizes; the sweep has 2 dense \
+         run(s) of 1 size(s).",
+        "Not fitted: needs at least 7 runs with 3 distinct model sizes",
+        "Not fitted: at 1.02M tokens: needs at least 5 runs at one token count, with 2 or more \
+         expert counts at each of 2 or more model sizes; has 4 runs, 1 size(s), 1 with several \
+         expert counts.",
+        "## Calibration\n\nNo calibration data: no evaluation point has `ece` or `reliability` \
+         bins.",
+        "## Emergence\n\nNo per-domain accuracy",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
     }
@@ -301,7 +317,16 @@ fn check_svg(path: &Path, plot: &str) {
     assert!(svg.starts_with("<svg"), "{plot}: not an SVG");
     assert!(svg.trim_end().ends_with("</svg>"), "{plot}: truncated");
     let texts = svg_texts(&svg);
-    let expected: &[&str] = if plot == "speedup_vs_experts" {
+    let expected: &[&str] = if plot == "loss_vs_experts" {
+        &[
+            "N = 853.12k",
+            "experts per sparse layer (log scale; 1 = dense)",
+            "final validation loss (nats/token)",
+            "1",
+            "4",
+            "16",
+        ]
+    } else if plot == "speedup_vs_experts" {
         &[
             "speedup in steps",
             "speedup in wall-clock time",
@@ -410,10 +435,11 @@ fn diverged_and_never_reaching_variants_still_report() {
     assert_eq!(report.variants[1].speedup_steps, None);
     assert_eq!(report.variants[2].speedup_wallclock, None);
     let csv = fs::read_to_string(dir.join("results.csv")).unwrap();
-    assert!(
-        csv.lines().nth(2).unwrap().ends_with(",,,"),
-        "empty speedups:\n{csv}"
-    );
+    let row: Vec<&str> = csv.lines().nth(2).unwrap().split(',').collect();
+    for name in ["speedup_steps", "speedup_wallclock", "speedup_flops"] {
+        let col = CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        assert_eq!(row[col], "", "{name} of switch-e4 must be empty:\n{csv}");
+    }
     let md = fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
         md.contains("Never reached (no point): switch-e4, switch-e16."),
