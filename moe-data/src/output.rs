@@ -113,6 +113,58 @@ fn check_target(target: &Path, force: bool) -> anyhow::Result<()> {
             target.display()
         );
     }
+    if non_empty && !is_prepare_output(target) {
+        bail!(
+            "--out {} holds files that are not a `data prepare` output (no report.json and \
+             summary.txt); --force only replaces an earlier prepare output, so choose another --out",
+            target.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `dir` looks like what `data prepare` writes: `report.json`, `summary.txt` and
+/// nothing but `data-*.jsonl` shards besides.
+pub fn is_prepare_output(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let mut has = (false, false);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match name.as_str() {
+            "report.json" => has.0 = true,
+            "summary.txt" => has.1 = true,
+            n if n.starts_with("data-") && n.ends_with(".jsonl") && entry.path().is_file() => {}
+            _ => return false,
+        }
+    }
+    has == (true, true)
+}
+
+/// Refuses an `--out` that is, or contains, one of the `inputs` (files or directories the
+/// user named, or the files they expanded to): replacing it would delete the input.
+pub fn check_out_not_input(out: &Path, inputs: &[PathBuf]) -> anyhow::Result<()> {
+    let Ok(out_abs) = out.canonicalize() else {
+        return Ok(()); // does not exist yet: it cannot hold an input
+    };
+    for input in inputs {
+        let Ok(input_abs) = input.canonicalize() else {
+            continue;
+        };
+        if input_abs.starts_with(&out_abs) {
+            bail!(
+                "--out {} {} the input {}; writing there would delete it, so choose another --out",
+                out.display(),
+                if input_abs == out_abs {
+                    "is"
+                } else {
+                    "contains"
+                },
+                input.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -241,12 +293,18 @@ mod tests {
         fs::write(target.join("x"), "old").expect("write");
         let err = StagedDir::create(&target, false).expect_err("non-empty target");
         assert!(err.to_string().contains("--force"), "{err}");
+        let err = StagedDir::create(&target, true).expect_err("not a prepare output");
+        assert!(err.to_string().contains("data prepare"), "{err}");
+        fs::remove_file(target.join("x")).expect("rm");
+        for name in ["report.json", "summary.txt", "data-00000.jsonl"] {
+            fs::write(target.join(name), "old").expect("write");
+        }
         {
             let staged = StagedDir::create(&target, true).expect("forced");
             fs::write(staged.path().join("y"), "new").expect("write");
         } // dropped without commit
         assert!(
-            target.join("x").exists(),
+            target.join("report.json").exists(),
             "uncommitted run must not touch the target"
         );
         assert_eq!(
@@ -257,7 +315,7 @@ mod tests {
         let staged = StagedDir::create(&target, true).expect("forced");
         fs::write(staged.path().join("y"), "new").expect("write");
         staged.commit().expect("commit");
-        assert!(target.join("y").exists() && !target.join("x").exists());
+        assert!(target.join("y").exists() && !target.join("report.json").exists());
         assert_eq!(
             fs::read_dir(root.path()).expect("ls").count(),
             1,

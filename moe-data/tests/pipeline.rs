@@ -222,9 +222,49 @@ fn existing_output_is_refused_unless_forced() {
         moe_data::prepare::PrepareArgs::new(vec![f.corpus.display().to_string()], &f.out);
     args.force = true;
     args.quiet = true;
-    moe_data::prepare::run(&args).expect("forced run");
-    assert!(!f.out.join("keep.txt").exists(), "replaced");
+    // --force replaces only an earlier prepare output, never a folder of other files.
+    let err = moe_data::prepare::run(&args)
+        .expect_err("not a prepare output")
+        .to_string();
+    assert!(err.contains("not a `data prepare` output"), "{err}");
+    assert!(f.out.join("keep.txt").exists(), "untouched");
+    std::fs::remove_file(f.out.join("keep.txt")).unwrap();
+    moe_data::prepare::run(&args).expect("first run into the empty folder");
+    moe_data::prepare::run(&args).expect("forced run replaces the earlier output");
     assert!(f.out.join("report.json").exists());
+}
+
+#[test]
+fn an_output_that_is_or_contains_an_input_is_refused() {
+    let f = fixture();
+    let before = listing(&f.corpus);
+    for out in [
+        f.corpus.clone(),
+        f.corpus.parent().expect("parent").to_path_buf(),
+    ] {
+        let mut args =
+            moe_data::prepare::PrepareArgs::new(vec![f.corpus.display().to_string()], &out);
+        args.force = true;
+        args.quiet = true;
+        let err = moe_data::prepare::run(&args)
+            .expect_err("the output holds the input")
+            .to_string();
+        assert!(err.contains("would delete it"), "{err}");
+        assert_eq!(listing(&f.corpus), before, "input untouched");
+    }
+}
+
+#[test]
+fn binary_text_files_are_counted_and_skipped() {
+    let f = fixture();
+    std::fs::write(f.corpus.join("blob.txt"), [b'a', 0, 1, 2, b'b']).unwrap();
+    let report = run_fixture(&f, &[]).expect("runs");
+    assert_eq!(
+        report.removed["binary"].documents,
+        1,
+        "{}",
+        report.summary()
+    );
 }
 
 #[test]

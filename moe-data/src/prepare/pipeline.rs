@@ -57,6 +57,15 @@ pub fn run(args: &PrepareArgs) -> anyhow::Result<Report> {
     } else {
         expand_inputs(&args.eval).context("--eval")?
     };
+    let named: Vec<PathBuf> = args
+        .input
+        .iter()
+        .chain(&args.eval)
+        .map(PathBuf::from)
+        .chain(files.iter().cloned())
+        .chain(eval_files.iter().cloned())
+        .collect();
+    crate::output::check_out_not_input(&args.out, &named)?;
     let staged = StagedDir::create(&args.out, args.force)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.run.threads)

@@ -17,6 +17,8 @@ use super::config::PrepareConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Reason {
     Bad(BadRecord),
+    /// Contains NUL bytes: a binary file with a text extension (`train --data` refuses these).
+    Binary,
     Empty,
     Quality(Rule),
     BlockList,
@@ -30,6 +32,7 @@ impl Reason {
     pub(crate) fn key(self) -> String {
         match self {
             Reason::Bad(kind) => kind.name().into(),
+            Reason::Binary => "binary".into(),
             Reason::Empty => "empty".into(),
             Reason::Quality(rule) => format!("quality.{}", rule.name()),
             Reason::BlockList => "blocklist".into(),
@@ -138,6 +141,9 @@ impl Stage<'_> {
             detail,
             contamination: None,
         };
+        if text.contains('\0') {
+            return removed(Reason::Binary, "contains NUL bytes (binary data)".into());
+        }
         if text.trim().is_empty() {
             return removed(Reason::Empty, "no text".into());
         }
