@@ -8,7 +8,10 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use moe_core::{DispatchKind, Mode, SwitchConfig};
+use moe_core::{
+    BalanceContext, DispatchKind, FfnConfig, Init, Mode, RoutingConfig, SwitchConfig,
+    SwitchLayerConfig, TopKConfig,
+};
 use moe_train::Backend;
 
 const TOKENS: usize = 4096;
@@ -28,18 +31,31 @@ fn routing(c: &mut Criterion) {
     let mut group = c.benchmark_group("routing");
     group.throughput(Throughput::Elements(TOKENS as u64));
     group.sample_size(10);
-    for dispatch in [DispatchKind::Fast, DispatchKind::Einsum] {
+    let top2 = RoutingConfig::Topk(TopKConfig::default());
+    let policies = [
+        (DispatchKind::Fast, "top1", RoutingConfig::default()),
+        (DispatchKind::Einsum, "top1", RoutingConfig::default()),
+        (DispatchKind::Fast, "top2", top2),
+    ];
+    for (dispatch, name, routing) in policies {
         for experts in [8usize, 64] {
-            let layer = SwitchConfig::new(D_MODEL, D_FF, experts)
+            let switch = SwitchConfig::new(experts)
                 .with_dispatch(dispatch)
-                .init(&device);
+                .with_routing(routing.clone());
+            let layer = SwitchLayerConfig::new(D_MODEL, D_FF, switch).init(&device);
             group.bench_with_input(
-                BenchmarkId::new(format!("{dispatch:?}"), experts),
+                BenchmarkId::new(format!("{dispatch:?}-{name}"), experts),
                 &experts,
                 |b, _| {
                     b.iter(|| {
                         let route = layer.router.forward(tokens.clone(), Mode::Train);
-                        let out = layer.forward_routed(tokens.clone(), route, Mode::Train, |h| h);
+                        let out = layer.forward_routed(
+                            tokens.clone(),
+                            route,
+                            Mode::Train,
+                            &BalanceContext::default(),
+                            |h| h,
+                        );
                         device.sync().expect("device sync");
                         out.hidden
                     })
@@ -61,7 +77,7 @@ fn layer_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer_fwd_bwd");
     group.throughput(Throughput::Elements(TOKENS as u64));
     group.sample_size(10);
-    let dense = moe_core::DenseFfn::init(D_MODEL, D_FF, moe_core::Activation::Relu, 0.1, &device);
+    let dense = FfnConfig::new(D_MODEL, D_FF).init(&Init::new(0), &device);
     group.bench_function("dense", |b| {
         b.iter(|| {
             let grads = dense.forward(x.clone(), Mode::Train).sum().backward();
@@ -70,7 +86,7 @@ fn layer_step(c: &mut Criterion) {
         })
     });
     for experts in [8usize, 64] {
-        let layer = SwitchConfig::new(D_MODEL, D_FF, experts).init(&device);
+        let layer = SwitchLayerConfig::new(D_MODEL, D_FF, SwitchConfig::new(experts)).init(&device);
         group.bench_with_input(BenchmarkId::new("fast", experts), &experts, |b, _| {
             b.iter(|| {
                 let out = layer.forward(x.clone(), Mode::Train);

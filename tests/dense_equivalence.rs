@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::{Distribution, Tensor};
 use common::*;
-use moe_core::{Activation, DenseFfn, DispatchKind, Mode, SwitchConfig};
+use moe_core::{Activation, DispatchKind, FfnConfig, Init, Mode, SwitchConfig, SwitchLayerConfig};
 
 #[test]
 fn one_expert_switch_equals_dense_ffn() {
@@ -15,10 +15,17 @@ fn one_expert_switch_equals_dense_ffn() {
     for activation in [Activation::Relu, Activation::Gelu, Activation::Swiglu] {
         for dispatch in [DispatchKind::Fast, DispatchKind::Einsum] {
             device.seed(3);
-            let dense = DenseFfn::init(d_model, d_ff, activation, 1.0, &device);
-            let config = SwitchConfig::new(d_model, d_ff, 1)
+            let dense = FfnConfig::new(d_model, d_ff)
                 .with_activation(activation)
-                .with_dispatch(dispatch);
+                .with_init_scale(1.0)
+                .init(&Init::new(3), &device);
+            let config = SwitchLayerConfig::new(
+                d_model,
+                d_ff,
+                SwitchConfig::new(1)
+                    .with_activation(activation)
+                    .with_dispatch(dispatch),
+            );
             let mut switch = layer(&config, &device, 4);
             switch.experts = dense.to_single_expert();
 

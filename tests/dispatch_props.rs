@@ -1,19 +1,23 @@
-//! Property tests of the dispatch invariants, on random router decisions: each token in at
-//! most one slot, no expert over capacity, unique slots, positions equal to a plain-Rust
-//! reference, sort and cumsum positions identical, and dispatch then combine is the
-//! identity on kept tokens (zero on dropped ones).
+//! Property tests of the dispatch plan on random router scores, for top-k token choice with
+//! both fill orders and both overflow policies: positions equal a plain-Rust reference, sort
+//! and cumsum positions are identical, no slot is used twice, no expert goes over capacity,
+//! each token sits in at most k slots, the slot-major view inverts the token-major one, and
+//! dispatch then combine (identity experts) gives each token the gate-weighted sum of its kept
+//! copies (zero when all are dropped).
 
 mod common;
 
 use std::collections::HashSet;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use common::*;
 use moe_core::dispatch::{
-    combine_fast, combine_fast_with, dispatch_einsum, dispatch_fast, dispatch_fast_with,
-    dispatch_mask, RowIndexing,
+    combine_fast, dispatch_einsum, dispatch_fast, dispatch_mask, RowIndexing,
 };
-use moe_core::{OverflowPolicy, PositionAlgorithm, RouterOutput, SlotAssignment};
+use moe_core::plan::{plan_token_choice, stable_descending_order};
+use moe_core::{
+    BalanceCounts, FillOrder, OverflowPolicy, PositionAlgorithm, RouterOutput, TokenChoice,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -22,116 +26,204 @@ struct Decision {
     group_size: usize,
     num_experts: usize,
     capacity: usize,
-    expert: Vec<i64>,
-    gate: Vec<f32>,
+    k: usize,
+    token_major: bool,
+    /// `[num_tokens, num_experts]`, all distinct, in (0, 1).
+    scores: Vec<f32>,
     policy: OverflowPolicy,
 }
 
 fn decisions() -> impl Strategy<Value = Decision> {
-    (1usize..4, 1usize..12, 1usize..6, 1usize..5, any::<bool>()).prop_flat_map(
-        |(g, s, e, c, by_prob)| {
-            let n = g * s;
-            (
-                prop::collection::vec(0..e as i64, n),
-                prop::collection::hash_set(1u32..1_000_000, n),
-            )
-                .prop_map(move |(expert, gates)| Decision {
-                    num_groups: g,
-                    group_size: s,
-                    num_experts: e,
-                    capacity: c,
-                    expert,
-                    // Distinct gate values, so batch-prioritized order has no ties.
-                    gate: gates.into_iter().map(|v| v as f32 / 1_000_000.0).collect(),
-                    policy: if by_prob {
-                        OverflowPolicy::Probability
-                    } else {
-                        OverflowPolicy::Position
-                    },
-                })
-        },
+    (
+        1usize..4,
+        1usize..10,
+        1usize..6,
+        1usize..5,
+        1usize..4,
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_flat_map(|(g, s, e, c, k, token_major, by_prob)| {
+            let n = g * s;
+            prop::collection::hash_set(1u32..1_000_000, n * e).prop_map(move |scores| Decision {
+                num_groups: g,
+                group_size: s,
+                num_experts: e,
+                capacity: c,
+                k: k.min(e),
+                token_major,
+                scores: scores.into_iter().map(|v| v as f32 / 1_000_000.0).collect(),
+                policy: if by_prob {
+                    OverflowPolicy::Probability
+                } else {
+                    OverflowPolicy::Position
+                },
+            })
+        })
 }
 
-/// Positions computed by a plain loop: tokens of a group fill in token order, or by
-/// decreasing gate for the probability policy.
-fn reference_positions(d: &Decision) -> Vec<i64> {
-    let mut position = vec![0i64; d.expert.len()];
-    for g in 0..d.num_groups {
-        let mut order: Vec<usize> = (g * d.group_size..(g + 1) * d.group_size).collect();
-        if d.policy == OverflowPolicy::Probability {
-            order.sort_by(|&a, &b| d.gate[b].total_cmp(&d.gate[a]));
+impl Decision {
+    fn num_tokens(&self) -> usize {
+        self.num_groups * self.group_size
+    }
+
+    /// Each token's k experts, best first.
+    fn choices(&self) -> Vec<Vec<usize>> {
+        (0..self.num_tokens())
+            .map(|t| {
+                let row = &self.scores[t * self.num_experts..(t + 1) * self.num_experts];
+                let mut order: Vec<usize> = (0..self.num_experts).collect();
+                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+                order[..self.k].to_vec()
+            })
+            .collect()
+    }
+
+    /// Positions (token-major, `t · k + j`) by a plain loop over the fill order.
+    fn reference_positions(&self) -> Vec<i64> {
+        let choices = self.choices();
+        let (s, k, e) = (self.group_size, self.k, self.num_experts);
+        let mut position = vec![0i64; self.num_tokens() * k];
+        for g in 0..self.num_groups {
+            let mut order: Vec<(usize, usize)> = if self.token_major {
+                (0..s)
+                    .flat_map(|t| (0..k).map(move |j| (g * s + t, j)))
+                    .collect()
+            } else {
+                (0..k)
+                    .flat_map(|j| (0..s).map(move |t| (g * s + t, j)))
+                    .collect()
+            };
+            if self.policy == OverflowPolicy::Probability {
+                let gate = |&(t, j): &(usize, usize)| self.scores[t * e + choices[t][j]];
+                order.sort_by(|a, b| gate(b).total_cmp(&gate(a)));
+            }
+            let mut count = vec![0i64; e];
+            for (t, j) in order {
+                let x = choices[t][j];
+                position[t * k + j] = count[x];
+                count[x] += 1;
+            }
         }
-        let mut count = vec![0i64; d.num_experts];
-        for t in order {
-            let e = d.expert[t] as usize;
-            position[t] = count[e];
-            count[e] += 1;
+        position
+    }
+
+    fn route(&self, device: &burn::tensor::Device) -> RouterOutput {
+        let shape = [self.num_tokens(), self.num_experts];
+        let scores = Tensor::<2>::from_data(TensorData::new(self.scores.clone(), shape), device);
+        RouterOutput {
+            logits: scores.clone(),
+            probs: scores.clone(),
+            selection: scores,
         }
     }
-    position
-}
 
-fn route(d: &Decision, device: &burn::tensor::Device) -> RouterOutput {
-    let n = d.expert.len();
-    RouterOutput {
-        logits: Tensor::zeros([n, d.num_experts], device),
-        probs: Tensor::zeros([n, d.num_experts], device),
-        expert_index: Tensor::<1, Int>::from_data(TensorData::new(d.expert.clone(), [n]), device),
-        gate: Tensor::from_data(TensorData::new(d.gate.clone(), [n]), device),
+    fn policy(&self) -> TokenChoice {
+        TokenChoice {
+            routed_per_token: self.k,
+            renormalize: false,
+            balance_counts: BalanceCounts::First,
+            bias_update_rate: 0.0,
+            fill_order: FillOrder::Auto,
+        }
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn dispatch_invariants(d in decisions()) {
+    fn plan_invariants(d in decisions()) {
         let device = device();
-        let r = route(&d, &device);
-        let sorted = SlotAssignment::new(&r, d.num_groups, d.capacity, d.policy, PositionAlgorithm::Sort);
-        let cumsum = SlotAssignment::new(&r, d.num_groups, d.capacity, d.policy, PositionAlgorithm::Cumsum);
-        let position = ints(sorted.position.clone());
-        prop_assert_eq!(&position, &reference_positions(&d));
-        prop_assert_eq!(&position, &ints(cumsum.position.clone()));
+        let r = d.route(&device);
+        let plan = |algorithm| plan_token_choice(&r, d.policy(), d.token_major, d.num_groups, d.capacity, d.policy, algorithm);
+        let sorted = plan(PositionAlgorithm::Sort);
+        let cumsum = plan(PositionAlgorithm::Cumsum);
+        let a = sorted.assignments.clone().expect("token choice");
+        let position = ints(a.position.clone());
+        prop_assert_eq!(&position, &d.reference_positions());
+        prop_assert_eq!(&position, &ints(cumsum.assignments.clone().expect("token choice").position));
 
-        let slots = ints(sorted.slot.clone());
-        let keep = floats(sorted.keep.clone());
+        let choices = d.choices();
+        let experts = ints(a.expert.clone());
+        let slots = ints(a.slot.clone());
+        let keep = bools(a.keep.clone());
+        let (n, k) = (d.num_tokens(), d.k);
         let rows = (d.num_experts * d.num_groups * d.capacity) as i64;
         let mut used = HashSet::new();
         let mut per_expert_group = vec![0usize; d.num_experts * d.num_groups];
-        for t in 0..d.expert.len() {
-            let kept = position[t] < d.capacity as i64;
-            prop_assert_eq!(keep[t], kept as u8 as f32);
-            if kept {
-                prop_assert!(slots[t] >= 0 && slots[t] < rows);
-                prop_assert!(used.insert(slots[t]), "slot {} used twice", slots[t]);
-                let g = t / d.group_size;
-                let e = d.expert[t] as usize;
-                prop_assert_eq!(slots[t] as usize / d.capacity, e * d.num_groups + g, "slot in its expert's group block");
-                per_expert_group[e * d.num_groups + g] += 1;
-            } else {
-                prop_assert_eq!(slots[t], rows, "dropped tokens go to the trash row");
+        for t in 0..n {
+            let mut mine = HashSet::new();
+            for j in 0..k {
+                let i = t * k + j;
+                prop_assert_eq!(experts[i] as usize, choices[t][j], "choice {} of token {}", j, t);
+                let kept = position[i] < d.capacity as i64;
+                prop_assert_eq!(keep[i], kept);
+                if kept {
+                    prop_assert!(slots[i] >= 0 && slots[i] < rows);
+                    prop_assert!(used.insert(slots[i]), "slot {} used twice", slots[i]);
+                    mine.insert(slots[i]);
+                    let g = t / d.group_size;
+                    let e = experts[i] as usize;
+                    prop_assert_eq!(slots[i] as usize / d.capacity, e * d.num_groups + g, "slot in its expert's group block");
+                    per_expert_group[e * d.num_groups + g] += 1;
+                } else {
+                    prop_assert_eq!(slots[i], rows, "dropped decisions go to the trash row");
+                }
+            }
+            prop_assert!(mine.len() <= k, "a token in at most k slots");
+        }
+        prop_assert!(per_expert_group.iter().all(|&c| c <= d.capacity), "no expert over capacity");
+
+        // The slot-major view inverts the token-major one.
+        let (token_of_slot, gate_of_slot, valid) = sorted.slot_major();
+        let (token_of_slot, gate_of_slot, valid) = (ints(token_of_slot), floats(gate_of_slot), bools(valid));
+        let gates = floats(a.gate.clone());
+        for i in 0..n * k {
+            if keep[i] {
+                let s = slots[i] as usize;
+                prop_assert!(valid[s]);
+                prop_assert_eq!(token_of_slot[s] as usize, i / k);
+                prop_assert_eq!(gate_of_slot[s], gates[i]);
             }
         }
-        prop_assert!(per_expert_group.iter().all(|&k| k <= d.capacity), "no expert over capacity");
+        prop_assert_eq!(valid.iter().filter(|&&v| v).count(), keep.iter().filter(|&&v| v).count());
 
-        // Dispatch then combine with gate 1 is the identity on kept tokens, zero elsewhere;
-        // the einsum dispatch fills the same buffer.
-        let n = d.expert.len();
+        // Dispatch then combine with identity experts: each token gets Σ over its kept
+        // decisions of gate · x; the einsum dispatch fills the same buffer.
         let d_model = 3;
         let x = Tensor::<1, burn::tensor::Int>::arange(0..(n * d_model) as i64, &device).float().reshape([n, d_model]).add_scalar(1.0);
-        let buffer = dispatch_fast(x.clone(), &sorted);
-        prop_assert_eq!(floats(buffer.clone()), floats(dispatch_fast_with(x.clone(), &sorted, RowIndexing::ScatterGather)));
+        let buffer = dispatch_fast(x.clone(), &sorted, RowIndexing::Select);
+        prop_assert_eq!(floats(buffer.clone()), floats(dispatch_fast(x.clone(), &sorted, RowIndexing::ScatterGather)));
         prop_assert_eq!(floats(buffer.clone()), floats(dispatch_einsum(x.clone(), &cumsum, dispatch_mask(&cumsum))));
-        let back = floats(combine_fast(buffer.clone(), &sorted, Tensor::ones([n], &device)));
-        prop_assert_eq!(&back, &floats(combine_fast_with(buffer, &sorted, Tensor::ones([n], &device), RowIndexing::ScatterGather)));
+        let back = floats(combine_fast(buffer.clone(), &sorted, RowIndexing::Select));
+        let other = floats(combine_fast(buffer, &sorted, RowIndexing::ScatterGather));
         let xs = floats(x);
         for t in 0..n {
-            for j in 0..d_model {
-                let want = if keep[t] == 1.0 { xs[t * d_model + j] } else { 0.0 };
-                prop_assert_eq!(back[t * d_model + j], want);
+            let weight: f32 = (0..k).filter(|&j| keep[t * k + j]).map(|j| gates[t * k + j]).sum();
+            for c in 0..d_model {
+                let want = xs[t * d_model + c] * weight;
+                prop_assert!((back[t * d_model + c] - want).abs() <= 1e-5 * want.abs().max(1.0));
+                prop_assert!((other[t * d_model + c] - want).abs() <= 1e-5 * want.abs().max(1.0));
+                if weight == 0.0 {
+                    prop_assert_eq!(back[t * d_model + c], 0.0, "all dropped: exactly zero");
+                }
             }
         }
     }
+}
+
+/// Equal gate values keep their index order, whatever the backend's sort does with ties.
+#[test]
+fn probability_order_breaks_ties_by_index() {
+    let device = device();
+    let values = Tensor::<2>::from_floats(
+        [
+            [0.5f32, 0.9, 0.5, 0.1, 0.9, 0.5],
+            [0.2, 0.2, 0.2, 0.2, 0.2, 0.2],
+        ],
+        &device,
+    );
+    let order = ints(stable_descending_order(values));
+    assert_eq!(order, [1, 4, 0, 2, 5, 3, 0, 1, 2, 3, 4, 5]);
 }

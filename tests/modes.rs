@@ -5,16 +5,17 @@ mod common;
 
 use burn::tensor::{Distribution, Tensor};
 use common::*;
-use moe_core::{Mode, SwitchConfig};
+use moe_core::{Mode, SwitchConfig, SwitchLayerConfig};
 
 #[test]
 fn eval_uses_eval_capacity_and_no_jitter() {
     let device = device();
-    let config = SwitchConfig::new(8, 16, 4)
+    let switch = SwitchConfig::new(4)
         .with_capacity_factor_train(0.5)
         .with_capacity_factor_eval(2.0)
         .with_min_capacity(1)
         .with_jitter_eps(0.3);
+    let config = SwitchLayerConfig::new(8, 16, switch);
     let layer = layer(&config, &device, 5);
     let x = Tensor::<3>::random([2, 16, 8], Distribution::Normal(0.0, 1.0), &device);
 
@@ -46,9 +47,10 @@ fn eval_uses_eval_capacity_and_no_jitter() {
 fn capacity_is_enforced_and_later_tokens_drop_first() {
     let device = device();
     // All 12 tokens identical → all choose the same expert; capacity 3 keeps tokens 0, 1, 2.
-    let config = SwitchConfig::new(4, 8, 4)
+    let switch = SwitchConfig::new(4)
         .with_capacity_factor_train(1.0)
         .with_min_capacity(1);
+    let config = SwitchLayerConfig::new(4, 8, switch);
     let layer = layer(&config, &device, 9);
     let row = vec![0.7f32, -0.2, 1.1, 0.4];
     let tokens = tensor2(&vec![row; 12], &device);

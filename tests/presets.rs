@@ -45,7 +45,7 @@ fn every_preset_loads_validates_and_builds() {
     let device = device();
     for path in presets {
         let config = load_model_config(&path).unwrap_or_else(|e| panic!("{e}"));
-        let model = config.init(&device);
+        let model = config.init(0, &device);
         let seq_len = 8.min(config.max_seq_len);
         assert_eq!(
             model.num_params() as u64,

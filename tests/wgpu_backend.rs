@@ -9,7 +9,10 @@ mod common;
 use burn::module::Param;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use common::*;
-use moe_core::{DispatchKind, Mode, RowIndexing, SwitchConfig, SwitchLayer};
+use moe_core::{
+    DispatchKind, Mode, RoutingConfig, RowIndexing, SwitchConfig, SwitchLayer, SwitchLayerConfig,
+    TopKConfig,
+};
 use moe_train::train::{self, TrainArgs};
 use moe_train::Backend;
 
@@ -62,17 +65,32 @@ fn wgpu_matches_cpu_in_outputs_and_gradients() {
         Distribution::Normal(0.0, 1.0),
         &cpu,
     ));
-    for dispatch in [DispatchKind::Fast, DispatchKind::Einsum] {
-        let config = SwitchConfig::new(8, 16, 4)
+    let top2 = RoutingConfig::Topk(TopKConfig {
+        k: 2,
+        renormalize: true,
+        ..TopKConfig::default()
+    });
+    for (dispatch, routing) in [
+        (DispatchKind::Fast, RoutingConfig::default()),
+        (DispatchKind::Einsum, RoutingConfig::default()),
+        (DispatchKind::Fast, top2),
+        (
+            DispatchKind::Fast,
+            RoutingConfig::ExpertChoice(Default::default()),
+        ),
+    ] {
+        let switch = SwitchConfig::new(4)
             .with_capacity_factor_train(0.75)
             .with_min_capacity(1)
             .with_dispatch(dispatch)
-            .with_router_init_scale(2.0);
+            .with_router_init_scale(2.0)
+            .with_routing(routing.clone());
+        let config = SwitchLayerConfig::new(8, 16, switch);
         let cpu_layer = layer(&config, &cpu, 13);
         let gpu_layer = to_device(&cpu_layer, &gpu);
         let a = run(&cpu_layer, &x, shape, &cpu);
         let b = run(&gpu_layer, &x, shape, &gpu);
-        let what = |q: &str| format!("{dispatch:?}: {q}");
+        let what = |q: &str| format!("{dispatch:?} {}: {q}", routing.kind());
         assert_close(&what("hidden"), &b.hidden, &a.hidden, 1e-4, 1e-3);
         assert_close(&what("balance loss"), &b.balance, &a.balance, 1e-5, 1e-4);
         assert_close(
@@ -87,7 +105,7 @@ fn wgpu_matches_cpu_in_outputs_and_gradients() {
 }
 
 /// A few training steps of a tiny model on wgpu follow the CPU run: same initial weights
-/// (built on the CPU from the seed), same batches, losses within f32 reduction-order noise.
+/// (drawn on the host from the seed), same batches, losses within f32 reduction-order noise.
 #[test]
 fn wgpu_training_steps_match_cpu() {
     if wgpu_device().is_none() {
@@ -137,7 +155,12 @@ fn wgpu_training_steps_match_cpu() {
     };
     let cpu = losses(Backend::Flex);
     let gpu = losses(Backend::Wgpu);
-    assert_eq!(cpu.len(), 4);
+    assert_eq!(cpu.len(), 4, "every CPU step logged");
+    assert_eq!(
+        gpu.len(),
+        4,
+        "every GPU step logged (a truncated GPU run must fail)"
+    );
     for (step, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
         assert_close(
             &format!("step {} [ce, balance, grad norm]", step + 1),

@@ -1,45 +1,63 @@
-//! The top-1 router (Switch Transformer §2.1).
+//! The router (Switch Transformer §2.1): logits `x W_r` and gate probabilities, plus the
+//! selection bias of auxiliary-loss-free balancing (Wang et al. 2024).
 
+use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
-use burn::tensor::{DType, Device, Distribution, FloatDType, Int, Tensor};
+use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor};
 
 use crate::config::Mode;
-use crate::init::truncated_normal_param;
+use crate::init::Init;
 
-/// What the router decided for each token.
+/// Configuration of a [`Router`].
+#[derive(Config, Debug)]
+pub struct RouterConfig {
+    /// Width of the token representations.
+    pub d_model: usize,
+    /// Experts to choose among.
+    pub num_experts: usize,
+    /// Scale `s` of the truncated-normal init, `σ = sqrt(s / d_model)`. Default: 0.1.
+    #[config(default = 0.1)]
+    pub init_scale: f64,
+    /// Multiplicative input jitter ε in training (0 = off). Default: 0.
+    #[config(default = 0.0)]
+    pub jitter_eps: f64,
+    /// Keep a per-expert selection bias (loss-free balancing). Default: false.
+    #[config(default = false)]
+    pub selection_bias: bool,
+}
+
+/// What the router computed for each token.
 #[derive(Debug, Clone)]
 pub struct RouterOutput {
     /// Router logits `h(x) = x W_r`, float32, `[num_tokens, num_experts]`.
     pub logits: Tensor<2>,
     /// Gate probabilities `p(x) = softmax(h(x))`, float32, `[num_tokens, num_experts]`.
     pub probs: Tensor<2>,
-    /// Chosen expert `argmax_i p_i(x)`, `[num_tokens]`.
-    pub expert_index: Tensor<1, Int>,
-    /// Gate value of the chosen expert `p_i(x)` (differentiable, *not* renormalised to 1),
-    /// `[num_tokens]`.
-    pub gate: Tensor<1>,
+    /// Scores experts are *chosen* by, `[num_tokens, num_experts]`: `probs` plus the
+    /// detached selection bias when loss-free balancing is on, else `probs` itself. Gates are
+    /// always read from `probs`.
+    pub selection: Tensor<2>,
 }
 
 impl RouterOutput {
-    /// Replaces the router's choice with a round-robin assignment (token `t` → expert
-    /// `t mod num_experts`), keeping the gate value of the new expert. For benchmarks that
-    /// isolate kernel cost from routing imbalance (MegaBlocks' uniform mode).
+    /// Replaces the scores experts are chosen by with a round-robin preference (token `t`
+    /// → expert `t mod num_experts` first), keeping the probabilities the gates come from.
+    /// For benchmarks that isolate kernel cost from routing imbalance (MegaBlocks' uniform
+    /// mode).
     pub fn round_robin(self) -> Self {
         let [num_tokens, num_experts] = self.probs.dims();
         let device = self.probs.device();
-        let expert_index = Tensor::<1, Int>::arange(0..num_tokens as i64, &device)
-            .remainder_scalar(num_experts as i64); // [num_tokens]
-        let gate = self
-            .probs
-            .clone()
-            .gather(1, expert_index.clone().unsqueeze_dim(1)) // [num_tokens, 1]
-            .squeeze_dim(1); // [num_tokens]
-        Self {
-            expert_index,
-            gate,
-            ..self
-        }
+        let experts =
+            burn::tensor::Tensor::<1, burn::tensor::Int>::arange(0..num_experts as i64, &device)
+                .reshape([1, num_experts]); // [1, num_experts]
+        let tokens =
+            burn::tensor::Tensor::<1, burn::tensor::Int>::arange(0..num_tokens as i64, &device)
+                .reshape([num_tokens, 1]); // [num_tokens, 1]
+                                           // Preference falls with the distance (mod E) from the token's round-robin expert.
+        let distance = (experts - tokens).remainder_scalar(num_experts as i64); // [num_tokens, num_experts]
+        let selection = distance.float().neg();
+        Self { selection, ..self }
     }
 }
 
@@ -48,27 +66,37 @@ impl RouterOutput {
 pub struct Router {
     /// `[d_model, num_experts]`.
     pub weight: Param<Tensor<2>>,
+    /// Selection bias of loss-free balancing, `[num_experts]`: not trained by gradients
+    /// (updated by [`Router::update_bias`]), saved with the weights. `None` when off.
+    pub bias: Option<Param<Tensor<1>>>,
     /// Multiplicative input jitter ε in training (0 = off).
     pub jitter_eps: f64,
 }
 
-impl Router {
-    /// Truncated-normal init, `σ = sqrt(scale / d_model)` (Switch §2.4).
-    pub fn init(
-        d_model: usize,
-        num_experts: usize,
-        scale: f64,
-        jitter_eps: f64,
-        device: &Device,
-    ) -> Self {
-        Self {
-            weight: truncated_normal_param([d_model, num_experts], d_model, scale, device),
-            jitter_eps,
+impl RouterConfig {
+    /// Truncated-normal weight `σ = sqrt(init_scale / d_model)` (Switch §2.4) from the stream
+    /// of `init`'s `weight`; the selection bias starts at zero.
+    pub fn init(&self, init: &Init, device: &Device) -> Router {
+        Router {
+            weight: init.truncated_normal(
+                "weight",
+                [self.d_model, self.num_experts],
+                self.d_model,
+                self.init_scale,
+                device,
+            ),
+            bias: self.selection_bias.then(|| {
+                Param::from_tensor(Tensor::zeros([self.num_experts], device))
+                    .set_require_grad(false)
+            }),
+            jitter_eps: self.jitter_eps,
         }
     }
+}
 
-    /// Routes every token to its top-1 expert. Computed in float32 whatever the input
-    /// precision ("selective precision", Switch §2.4).
+impl Router {
+    /// Router logits and probabilities, in float32 whatever the input precision ("selective
+    /// precision", Switch §2.4).
     ///
     /// # Shapes
     /// - `tokens`: `[num_tokens, d_model]`
@@ -86,13 +114,28 @@ impl Router {
         }
         let logits = tokens.matmul(to_f32(self.weight.val())); // [num_tokens, num_experts]
         let probs = softmax(logits.clone(), 1); // [num_tokens, num_experts]
-        let (gate, expert_index) = probs.clone().max_dim_with_indices(1); // [num_tokens, 1] each
+        let selection = match &self.bias {
+            Some(bias) => probs.clone().detach() + bias.val().detach().unsqueeze_dim(0),
+            None => probs.clone(),
+        };
         RouterOutput {
             logits,
             probs,
-            expert_index: expert_index.squeeze_dim(1),
-            gate: gate.squeeze_dim(1),
+            selection,
         }
+    }
+
+    /// Loss-free balancing update (Wang et al. 2024, Algorithm 1):
+    /// `b_i ← b_i + rate · sign(mean_j load_j − load_i)`, with `load` the routing decisions per
+    /// expert of the last optimizer step (`[num_experts]`). No-op without a bias.
+    pub fn update_bias(&mut self, load: Tensor<1>, rate: f64) {
+        let Some(bias) = &self.bias else {
+            return;
+        };
+        let mean = load.clone().mean(); // [1]
+        let step = (mean - load).sign().mul_scalar(rate); // [num_experts]
+        let updated = bias.val().detach() + step.to_device(&bias.val().device());
+        self.bias = Some(Param::from_tensor(updated).set_require_grad(false));
     }
 }
 

@@ -32,25 +32,41 @@ fn main() {
     let (n, d) = (16384usize, 512usize);
     for e in [8usize, 256] {
         println!("--- {backend} experts {e}");
-        let layer = SwitchConfig::new(d, 4, e).init(&dev);
+        let layer = SwitchLayerConfig::new(d, 4, SwitchConfig::new(e)).init(&dev);
         let x = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
         let route = layer.router.forward(x.clone(), Mode::Train);
-        let a = layer.assign(&route, Mode::Train);
-        let rows = a.buffer_rows();
-        t("assign (sort)", &dev, || {
-            layer.assign(&route, Mode::Train).slot
-        });
-        t("assign (cumsum)", &dev, || {
-            SlotAssignment::new(
+        let plan_with = |algorithm| {
+            let policy = SwitchConfig::new(e)
+                .routing
+                .token_choice()
+                .expect("top-1 is token choice");
+            let capacity = layer.config.capacity(n, Mode::Train);
+            moe_core::plan::plan_token_choice(
                 &route,
+                policy,
+                false,
                 1,
-                a.capacity,
+                capacity,
                 OverflowPolicy::Position,
-                PositionAlgorithm::Cumsum,
+                algorithm,
             )
-            .slot
+        };
+        let plan = plan_with(PositionAlgorithm::Sort);
+        let a = plan.assignments.clone().expect("token choice");
+        let rows = plan.buffer_rows();
+        t("plan (sort)", &dev, || {
+            plan_with(PositionAlgorithm::Sort)
+                .assignments
+                .expect("token choice")
+                .slot
         });
-        let key = route.expert_index.clone().reshape([1, n]);
+        t("plan (cumsum)", &dev, || {
+            plan_with(PositionAlgorithm::Cumsum)
+                .assignments
+                .expect("token choice")
+                .slot
+        });
+        let key = a.expert.clone().reshape([1, n]);
         t("int sort_with_indices [1,n]", &dev, || {
             key.clone().sort_with_indices(1).1
         });
@@ -65,15 +81,16 @@ fn main() {
                 IndexingUpdateOp::Add,
             )
         });
-        let buf = moe_core::dispatch::dispatch_fast(x.clone(), &a);
+        let indexing = RowIndexing::for_device(&dev);
+        let buf = moe_core::dispatch::dispatch_fast(x.clone(), &plan, indexing);
         t("dispatch_fast", &dev, || {
-            moe_core::dispatch::dispatch_fast(x.clone(), &a)
+            moe_core::dispatch::dispatch_fast(x.clone(), &plan, indexing)
         });
         let idx = a.slot.clone().clamp_max(rows as i64 - 1);
         let flat = buf.clone().reshape([rows, d]);
         t("select rows", &dev, || flat.clone().select(0, idx.clone()));
         t("combine_fast", &dev, || {
-            moe_core::dispatch::combine_fast(buf.clone(), &a, route.gate.clone())
+            moe_core::dispatch::combine_fast(buf.clone(), &plan, indexing)
         });
         t("elementwise mul [n,d]", &dev, || x.clone() * x.clone());
         let idx2 = idx.clone().unsqueeze_dim::<2>(1).expand([n, d]);

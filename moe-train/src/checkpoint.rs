@@ -44,6 +44,19 @@ pub struct TrainState {
     pub best: Option<(f64, usize)>,
 }
 
+impl TrainState {
+    /// The state of a run before its first step.
+    pub fn fresh() -> Self {
+        Self {
+            step: 0,
+            position: 0,
+            tokens: 0,
+            elapsed_s: 0.0,
+            best: None,
+        }
+    }
+}
+
 /// Pointer files `latest.json` / `best.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pointer {
@@ -73,7 +86,11 @@ pub fn save(
     tok: &Tokenizer,
 ) -> anyhow::Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    if !root.is_dir() {
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        sync_dir(run_dir)?;
+    }
     let name = step_name(state.step);
     let dir = root.join(&name);
     if !dir.exists() {
@@ -82,18 +99,29 @@ pub fn save(
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        weights::save_safetensors(model, &config.model, &tmp.join("model.safetensors"))?;
-        let meta = HashMap::from([("updates".to_string(), optim.updates.to_string())]);
-        weights::write_f32_tensors(
-            &tmp.join("optimizer.safetensors"),
-            optim.state_tensors(),
-            meta,
-        )?;
-        write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
-        write_atomic(&tmp.join("config.toml"), config.to_toml().as_bytes())?;
-        tokenizer::save(tok, &tmp.join("tokenizer.json"))?;
-        std::fs::rename(&tmp, &dir)
-            .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
+        let written = (|| -> anyhow::Result<()> {
+            weights::save_safetensors(model, &config.model, &tmp.join("model.safetensors"))?;
+            let meta = HashMap::from([("updates".to_string(), optim.updates.to_string())]);
+            weights::write_f32_tensors(
+                &tmp.join("optimizer.safetensors"),
+                optim.state_tensors(),
+                meta,
+            )?;
+            write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
+            write_atomic(&tmp.join("config.toml"), config.to_toml().as_bytes())?;
+            tokenizer::save(tok, &tmp.join("tokenizer.json"))?;
+            std::fs::rename(&tmp, &dir)
+                .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            // A partial checkpoint (e.g. a full disk) must not keep occupying the disk.
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.context(format!(
+                "cannot write checkpoint {} (the previous checkpoint is kept)",
+                dir.display()
+            )));
+        }
         sync_dir(&root)?;
     }
     write_pointer(&root.join("latest.json"), &name, None)?;
@@ -133,15 +161,53 @@ pub fn prune(run_dir: &Path, keep_last: usize) -> anyhow::Result<()> {
         .filter_map(|p| read_pointer(&root.join(p)).ok())
         .map(|p| p.checkpoint)
         .collect();
-    let mut steps: Vec<String> = std::fs::read_dir(&root)?
+    let mut steps: Vec<(usize, String)> = std::fs::read_dir(&root)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("step-"))
+        .filter_map(|n| Some((parse_step_name(&n)?, n)))
         .collect();
+    // By step number: names sort lexically only up to step 999 999.
     steps.sort();
     let cut = steps.len().saturating_sub(keep_last);
-    for name in &steps[..cut] {
+    for (_, name) in &steps[..cut] {
         if !protected.contains(name) {
             std::fs::remove_dir_all(root.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// The step of a checkpoint folder name `step-NNNNNN` (any number of digits).
+pub fn parse_step_name(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("step-")?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Removes what crashed writers of this run directory left behind: `checkpoints/.tmp-step-*`
+/// folders and `.NAME.tmp-PID` files (in the run directory and `checkpoints/`) whose writer
+/// process is gone. Called on resume, before this process writes anything.
+pub fn remove_stale_temporaries(run_dir: &Path) -> anyhow::Result<()> {
+    let own = format!(".tmp-{}", std::process::id());
+    for dir in [run_dir.to_path_buf(), checkpoints_dir(run_dir)] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let stale_checkpoint = name.starts_with(".tmp-step-") && path.is_dir();
+            let stale_file = name.starts_with('.')
+                && name.contains(".tmp-")
+                && !name.ends_with(&own)
+                && path.is_file();
+            if stale_checkpoint {
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove stale {}", path.display()))?;
+            } else if stale_file {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove stale {}", path.display()))?;
+            }
         }
     }
     Ok(())
@@ -210,22 +276,31 @@ pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
 }
 
 /// The model of a loaded checkpoint on `device`.
+/// The weights must be finite: a checkpoint of a diverged model is refused by name.
 pub fn load_model(loaded: &Loaded, device: &Device) -> anyhow::Result<SwitchTransformer> {
-    Ok(weights::load_safetensors(
-        &loaded.config.model,
-        &loaded.dir.join("model.safetensors"),
-        device,
-    )?)
+    let path = loaded.dir.join("model.safetensors");
+    let model = weights::load_safetensors(&loaded.config.model, &path, device)?;
+    anyhow::ensure!(
+        weights::is_finite(&model),
+        "{} holds non-finite weights (NaN or ±∞): the run had diverged when this checkpoint \
+         was written; use an earlier checkpoint (checkpoints/step-*)",
+        path.display()
+    );
+    Ok(model)
 }
 
 /// The optimizer of a loaded checkpoint with the settings of `train`, moments on `device`.
+/// Every moment is checked against `model`'s parameters (name and size) before it is used.
 pub fn load_optimizer(
     loaded: &Loaded,
     train: &crate::run_config::TrainConfig,
+    model: &SwitchTransformer,
     device: &Device,
 ) -> anyhow::Result<AdamW> {
     let path = loaded.dir.join("optimizer.safetensors");
     let file = weights::read_f32_tensors(&path)?;
+    crate::optim::check_state(model, &file.tensors)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let updates = file
         .metadata
         .get("updates")

@@ -60,19 +60,15 @@ pub enum BenchCommand {
     Step(StepBenchArgs),
 }
 
-/// Exit status of a run stopped by Ctrl-C (128 + SIGINT), after its checkpoint was saved.
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-/// Runs a parsed command, writing results to `out`; returns the process exit status.
+/// Runs a parsed command, writing results to `out`; returns the process exit status: 0, or
+/// `128 + signal` (130 for Ctrl-C, 143 for SIGTERM) when a signal stopped training after its
+/// checkpoint was saved.
 pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Train(args) => {
+        Command::Train(mut args) => {
+            args.stop = train::install_signal_handlers();
             train::run(&args, out)?;
-            Ok(if train::was_interrupted() {
-                EXIT_INTERRUPTED
-            } else {
-                0
-            })
+            Ok(args.stop.exit_code().unwrap_or(0))
         }
         Command::Eval(args) => eval_cmd::run(&args, out).map(|_| 0),
         Command::Generate(args) => generate::run(&args, out).map(|_| 0),
@@ -81,13 +77,10 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
             write!(out, "{}", report.summary())?;
             Ok(0)
         }
-        Command::Sweep(args) => {
+        Command::Sweep(mut args) => {
+            args.stop = train::install_signal_handlers();
             sweep::run(&args, out)?;
-            Ok(if train::was_interrupted() {
-                EXIT_INTERRUPTED
-            } else {
-                0
-            })
+            Ok(args.stop.exit_code().unwrap_or(0))
         }
         Command::Info(args) => info::run(&args, out).map(|_| 0),
         Command::Bench(BenchCommand::Routing(args)) => routing::run(&args, out).map(|_| 0),

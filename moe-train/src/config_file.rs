@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use moe_core::model::SwitchTransformerConfig;
-use moe_core::SwitchConfig;
 
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -24,21 +23,16 @@ pub enum ConfigFileError {
         /// What the parser said (names the line and field).
         source: toml::de::Error,
     },
-    /// A required field is missing.
-    #[error("config {path}: missing required key `{key}`")]
-    MissingKey {
+    /// A key is unknown, missing, or has the wrong type (a typo would otherwise be silently
+    /// ignored); the message lists the expected keys.
+    #[error("config {path}: {}{message}; the keys are documented in docs/training.md and moe-core/src/model/config.rs", if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
+    Field {
         /// The file.
         path: PathBuf,
-        /// Dotted key.
+        /// Dotted key where it happened, e.g. `switch.num_expert` (empty: the top level).
         key: String,
-    },
-    /// A key the config does not have (a typo would otherwise be silently ignored).
-    #[error("config {path}: unknown key `{key}`; see moe-core/src/model/config.rs for the fields")]
-    UnknownKey {
-        /// The file.
-        path: PathBuf,
-        /// Dotted key, e.g. `switch.num_expert`.
-        key: String,
+        /// What serde said (names the unknown or missing field).
+        message: String,
     },
     /// The values are inconsistent.
     #[error("config {path}: {source}")]
@@ -50,21 +44,10 @@ pub enum ConfigFileError {
     },
 }
 
-/// Fields a config file must give. `switch.d_model` and `switch.d_ff` may be left out: they
-/// default to the model's `d_model` and `d_ff`.
-const REQUIRED: [&str; 7] = [
-    "vocab_size",
-    "d_model",
-    "n_layers",
-    "n_heads",
-    "d_ff",
-    "max_seq_len",
-    "switch.num_experts",
-];
-
 /// Reads, parses and validates a model config. Fields left out take the defaults documented
-/// in `moe-core/src/model/config.rs`; unknown keys are errors. A run config's `[train]` and
-/// `[data]` tables (see [`crate::run_config`]) are ignored here.
+/// in `moe-core/src/model/config.rs` and `moe-core/src/config.rs`; missing required fields and
+/// unknown keys are errors naming the dotted key. A run config's `[train]` and `[data]` tables
+/// (see [`crate::run_config`]) are ignored here.
 pub fn load_model_config(path: &Path) -> Result<SwitchTransformerConfig, ConfigFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
         path: path.into(),
@@ -80,47 +63,17 @@ pub fn load_model_config(path: &Path) -> Result<SwitchTransformerConfig, ConfigF
     model_config_from_table(given, path)
 }
 
-/// Builds and validates a model config from parsed TOML; errors name `path`.
+/// Builds and validates a model config from parsed TOML; errors name `path` and the key.
 pub fn model_config_from_table(
-    mut given: toml::Table,
+    given: toml::Table,
     path: &Path,
 ) -> Result<SwitchTransformerConfig, ConfigFileError> {
-    let parse_error = |source| ConfigFileError::Parse {
-        path: path.into(),
-        source,
-    };
-    for key in REQUIRED {
-        if lookup(&given, key).is_none() {
-            return Err(ConfigFileError::MissingKey {
-                path: path.into(),
-                key: key.to_string(),
-            });
-        }
-    }
-    // The switch layer's widths are the model's unless given.
-    let widths = ["d_model", "d_ff"].map(|key| (key, given[key].clone()));
-    if let Some(toml::Value::Table(switch)) = given.get_mut("switch") {
-        for (key, value) in widths {
-            switch.entry(key).or_insert(value);
-        }
-    }
-    // Every field with its default (the required ones are all given, so the placeholders
-    // below are always overwritten).
-    let mut merged = toml::Table::try_from(SwitchTransformerConfig::new(
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        SwitchConfig::new(0, 0, 0),
-    ))
-    .expect("a config serialises to TOML");
-    merge(&mut merged, given, "").map_err(|key| ConfigFileError::UnknownKey {
-        path: path.into(),
-        key,
-    })?;
-    let config: SwitchTransformerConfig = merged.try_into().map_err(parse_error)?;
+    let config: SwitchTransformerConfig =
+        deserialize_table(given, "").map_err(|(key, message)| ConfigFileError::Field {
+            path: path.into(),
+            key,
+            message,
+        })?;
     config
         .validate()
         .map_err(|source| ConfigFileError::Invalid {
@@ -130,40 +83,23 @@ pub fn model_config_from_table(
     Ok(config)
 }
 
-/// The value at a dotted key.
-fn lookup<'a>(table: &'a toml::Table, dotted: &str) -> Option<&'a toml::Value> {
-    let (head, rest) = match dotted.split_once('.') {
-        Some((head, rest)) => (head, Some(rest)),
-        None => (dotted, None),
-    };
-    match (table.get(head)?, rest) {
-        (value, None) => Some(value),
-        (toml::Value::Table(inner), Some(rest)) => lookup(inner, rest),
-        _ => None,
-    }
+/// Deserialises `table` into `T` (serde defaults fill fields left out; the struct's
+/// `deny_unknown_fields` rejects unknown keys). On failure returns the dotted key where it
+/// happened (prefixed by `prefix`, e.g. `"train."`; `""` for the table itself) and the message.
+pub fn deserialize_table<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    prefix: &str,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let at = e.path().to_string();
+        let key = match (prefix.trim_end_matches('.'), at.as_str()) {
+            (p, ".") => p.to_string(),
+            ("", at) => at.to_string(),
+            (p, at) => format!("{p}.{at}"),
+        };
+        (key, e.into_inner().message().trim().to_string())
+    })
 }
-
-/// Writes `given` over `defaults`; returns the first dotted key `defaults` does not know.
-fn merge(defaults: &mut toml::Table, given: toml::Table, prefix: &str) -> Result<(), String> {
-    for (key, value) in given {
-        let dotted = format!("{prefix}{key}");
-        match (defaults.get_mut(&key), value) {
-            (Some(toml::Value::Table(d)), toml::Value::Table(g)) => {
-                merge(d, g, &format!("{dotted}."))?
-            }
-            (Some(slot), value) => *slot = value,
-            // Optional fields whose default is `None` do not serialise; they are still known.
-            (None, value) if OPTIONAL.contains(&dotted.as_str()) => {
-                defaults.insert(key, value);
-            }
-            (None, _) => return Err(dotted),
-        }
-    }
-    Ok(())
-}
-
-/// Keys whose default (`None`) is absent from the serialised config.
-const OPTIONAL: [&str; 1] = ["switch.group_size"];
 
 #[cfg(test)]
 mod tests {
@@ -187,11 +123,6 @@ mod tests {
             (config.moe_every, config.switch.capacity_factor_train),
             (2, 1.25),
             "defaults filled in"
-        );
-        assert_eq!(
-            (config.switch.d_model, config.switch.d_ff),
-            (8, 16),
-            "switch widths from the model"
         );
 
         let missing = write("missing.toml", &GOOD.replace("vocab_size = 16\n", ""));

@@ -49,7 +49,8 @@ pub fn evaluate(
                     layer: r.layer,
                     experts: experts.expect("expert indices are integers"),
                     num_experts: s.tokens_per_expert.len(),
-                    dropped: s.dropped_fraction,
+                    routed: s.decisions,
+                    dropped: s.decisions as f64 * s.dropped_fraction as f64,
                 }
             })
             .collect();
@@ -65,7 +66,10 @@ struct LayerCall {
     /// Top-1 expert per input token, `batch · seq_len + position`.
     experts: Vec<i64>,
     num_experts: usize,
-    dropped: f32,
+    /// Routing decisions made in this call.
+    routed: usize,
+    /// Decisions dropped by capacity in this call.
+    dropped: f64,
 }
 
 /// Per predicted token: negative log-likelihood, confidence of the argmax, whether it is right.
@@ -104,7 +108,7 @@ struct Accumulator {
     has_floor: bool,
     /// Per domain: tokens, Σ nll, Σ floor, correct.
     domains: [(usize, f64, f64, usize); 4],
-    /// Per layer: (layer, counts[domain][expert], Σ dropped fraction, calls).
+    /// Per layer: (layer, counts[domain][expert], Σ dropped tokens, Σ routed tokens).
     routing: Vec<(usize, Vec<Vec<u64>>, f64, usize)>,
 }
 
@@ -155,8 +159,8 @@ impl Accumulator {
                 .collect();
         }
         for (slot, call) in self.routing.iter_mut().zip(routing) {
-            slot.2 += call.dropped as f64;
-            slot.3 += 1;
+            slot.2 += call.dropped;
+            slot.3 += call.routed;
             let Some(domains) = &split.domains else {
                 continue;
             };
@@ -201,10 +205,21 @@ impl Accumulator {
         let routing = self
             .routing
             .into_iter()
-            .map(|(layer, counts, dropped, calls)| DomainRouting {
+            .map(|(layer, counts, dropped, routed)| DomainRouting {
                 layer,
                 counts,
-                dropped_fraction: dropped / calls.max(1) as f64,
+                // Per token over the whole evaluation, not a mean of per-batch fractions (a
+                // partial last batch counts for its tokens only).
+                dropped_fraction: dropped / routed.max(1) as f64,
+            })
+            .collect();
+        let reliability = self
+            .bins
+            .iter()
+            .map(|&(count, conf, correct)| moe_report::ReliabilityBin {
+                count: count as u64,
+                mean_confidence: conf / count.max(1) as f64,
+                accuracy: correct as f64 / count.max(1) as f64,
             })
             .collect();
         EvalRecord {
@@ -214,6 +229,7 @@ impl Accumulator {
             perplexity: ce.exp(),
             accuracy: self.correct as f64 / n,
             ece,
+            reliability,
             floor: self.has_floor.then(|| self.floor / n),
             domains,
             routing,

@@ -35,6 +35,10 @@ pub struct EvalArgs {
 
 /// Evaluates and prints the result.
 pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> {
+    anyhow::ensure!(
+        args.batches != Some(0),
+        "--batches 0: evaluate at least 1 batch (leave it out for the run's train.eval_batches)"
+    );
     let loaded = checkpoint::load(&checkpoint::resolve(&args.run, args.best)?)?;
     let config = &loaded.config;
     let t = &config.train;

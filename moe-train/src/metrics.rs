@@ -13,22 +13,26 @@ use serde::{Deserialize, Serialize};
 pub struct LayerMetrics {
     /// 0-based block index.
     pub layer: usize,
-    /// Fraction of the step's tokens whose top-1 choice is each expert (before capacity).
+    /// Fraction of the step's routing decisions (all k choices; expert choice: filled
+    /// slots) that went to each expert, before capacity.
     pub load: Vec<f32>,
-    /// Fraction of tokens dropped by capacity.
+    /// Fraction of decisions dropped by capacity (expert choice: tokens no expert took).
     pub dropped_fraction: f32,
     /// Mean router entropy, nats (ln E = uniform).
     pub entropy: f32,
     /// Largest entry of `load`.
     pub largest_share: f32,
-    /// Experts no token chose.
+    /// Experts no decision chose.
     pub dead_experts: usize,
+    /// Loss-free balancing: each expert's selection bias after the step (absent when off).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bias: Vec<f32>,
 }
 
 impl LayerMetrics {
     /// From a layer's routing summary.
     pub fn new(layer: usize, s: &RoutingSummary) -> Self {
-        let n = s.num_tokens.max(1) as f32;
+        let n = s.decisions.max(1) as f32;
         Self {
             layer,
             load: s.tokens_per_expert.iter().map(|c| c / n).collect(),
@@ -36,6 +40,7 @@ impl LayerMetrics {
             entropy: s.entropy,
             largest_share: s.largest_share,
             dead_experts: s.dead_experts,
+            bias: s.bias.clone(),
         }
     }
 }
@@ -112,6 +117,10 @@ pub struct EvalRecord {
     pub accuracy: f64,
     /// Expected calibration error of the argmax prediction, 15 equal-width confidence bins.
     pub ece: f64,
+    /// The 15 equal-width confidence bins: tokens, mean confidence, accuracy (reliability
+    /// diagram).
+    #[serde(default)]
+    pub reliability: Vec<moe_report::ReliabilityBin>,
     /// Built-in corpus: entropy floor of the evaluated tokens, nats/token.
     pub floor: Option<f64>,
     /// Built-in corpus: per-domain results, in domain order.
@@ -277,6 +286,7 @@ mod tests {
             dropped_fraction: 0.0,
             entropy: 0.0,
             largest_share,
+            bias: Vec::new(),
         }
     }
 

@@ -134,6 +134,66 @@ impl AdamW {
     }
 }
 
+/// Module path (as the optimizer keys its moments) and element count of every float parameter
+/// of `module`.
+pub fn parameter_sizes<M: Module>(module: &M) -> BTreeMap<String, usize> {
+    struct Sizes {
+        path: Vec<String>,
+        sizes: BTreeMap<String, usize>,
+    }
+    impl ModuleVisitor for Sizes {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let n = param.shape().num_elements();
+            self.sizes.insert(self.path.join("."), n);
+        }
+    }
+    let mut visitor = Sizes {
+        path: Vec::new(),
+        sizes: BTreeMap::new(),
+    };
+    module.visit(&mut visitor);
+    visitor.sizes
+}
+
+/// Checks saved optimizer moments (`{path}.m`, `{path}.v`, flattened) against `module`: every
+/// entry must name one of its parameters and hold as many values. A parameter may lack
+/// moments (it never had a gradient). The error names the tensor and both sizes.
+pub fn check_state<M: Module>(
+    module: &M,
+    tensors: &HashMap<String, (Vec<f32>, Vec<usize>)>,
+) -> Result<(), String> {
+    let sizes = parameter_sizes(module);
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let (values, _) = &tensors[name];
+        let path = name
+            .strip_suffix(".m")
+            .or_else(|| name.strip_suffix(".v"))
+            .ok_or_else(|| format!("tensor `{name}` is not a moment (`PATH.m` or `PATH.v`)"))?;
+        let want = sizes.get(path).ok_or_else(|| {
+            format!("tensor `{name}`: the model has no parameter `{path}` (a checkpoint of another model?)")
+        })?;
+        if values.len() != *want {
+            return Err(format!(
+                "tensor `{name}` holds {} values, but parameter `{path}` has {want} (a checkpoint of another model?)",
+                values.len()
+            ));
+        }
+        let twin = if name.ends_with(".m") { "v" } else { "m" };
+        if !tensors.contains_key(&format!("{path}.{twin}")) {
+            return Err(format!("tensor `{name}` has no `{path}.{twin}` beside it"));
+        }
+    }
+    Ok(())
+}
+
 /// Global L2 norm of all gradients of `module`'s parameters, `[1]` (stays on the device).
 pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
     struct Norm<'a> {

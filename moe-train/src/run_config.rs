@@ -301,9 +301,11 @@ fn section<T: serde::de::DeserializeOwned + Default>(
 ) -> anyhow::Result<T> {
     match table.remove(name) {
         None => Ok(T::default()),
-        Some(toml::Value::Table(inner)) => inner
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("config {}: [{name}]: {e}", origin.display())),
+        Some(toml::Value::Table(inner)) => {
+            crate::config_file::deserialize_table(inner, &format!("{name}.")).map_err(
+                |(key, message)| anyhow::anyhow!("config {}: `{key}`: {message}", origin.display()),
+            )
+        }
         Some(other) => bail!(
             "config {}: `{name}` must be a table, found {}",
             origin.display(),
@@ -382,10 +384,7 @@ mod tests {
         .expect("valid overrides");
         assert_eq!(config.train.lr, 1e-3);
         assert_eq!(config.model.switch.num_experts, 4);
-        assert_eq!(
-            (config.model.d_model, config.model.switch.d_model),
-            (64, 64)
-        );
+        assert_eq!(config.model.d_model, 64);
         assert_eq!(config.data.paths, ["a.txt"]);
         assert_eq!(config.data.tokenizer, "my.json");
 

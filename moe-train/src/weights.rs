@@ -44,26 +44,28 @@ pub enum WeightsError {
     },
 }
 
-/// A copy of `model` on `device` (any backend to any other), through host memory.
-pub fn copy_to_device(
-    model: &SwitchTransformer,
-    config: &SwitchTransformerConfig,
-    device: &Device,
-) -> SwitchTransformer {
-    let tensors = named_tensors(model)
-        .into_iter()
-        .map(|(name, data)| {
-            let shape = data.shape().to_vec();
-            (
-                name,
-                (
-                    data.try_into_vec_as::<f32>().expect("weights are f32"),
-                    shape,
-                ),
-            )
-        })
-        .collect();
-    model_from_tensors(config, tensors, device).expect("a model's own tensors fit its config")
+/// Whether every weight of `model` is finite (one device read-back for the whole model).
+pub fn is_finite<M: burn::module::Module>(model: &M) -> bool {
+    struct Check {
+        sum: Option<Tensor<1>>,
+    }
+    impl burn::module::ModuleVisitor for Check {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            // x · 0 is 0 for finite x and NaN for NaN or ±∞.
+            let probe = param.val().detach().mul_scalar(0.0).sum(); // [1]
+            self.sum = Some(match self.sum.take() {
+                Some(s) => s + probe,
+                None => probe,
+            });
+        }
+    }
+    let mut check = Check { sum: None };
+    model.visit(&mut check);
+    check.sum.is_none_or(|s| {
+        s.into_data()
+            .try_into_vec_as::<f32>()
+            .is_ok_and(|v| v[0] == 0.0)
+    })
 }
 
 /// Every weight of `model` under its exported name, experts split one per tensor.
@@ -98,6 +100,25 @@ pub fn named_tensors(model: &SwitchTransformer) -> Vec<(String, TensorData)> {
                     format!("layers.{l}.ffn.router.weight"),
                     layer.router.weight.val().into_data(),
                 );
+                if let Some(bias) = &layer.router.bias {
+                    put(
+                        format!("layers.{l}.ffn.router.bias"),
+                        bias.val().into_data(),
+                    );
+                }
+                if let Some(shared) = &layer.shared {
+                    put(
+                        format!("layers.{l}.ffn.shared.w1"),
+                        shared.w1.val().into_data(),
+                    );
+                    if let Some(w3) = &shared.w3 {
+                        put(format!("layers.{l}.ffn.shared.w3"), w3.val().into_data());
+                    }
+                    put(
+                        format!("layers.{l}.ffn.shared.w2"),
+                        shared.w2.val().into_data(),
+                    );
+                }
                 let ex = &layer.experts;
                 let stacks = [
                     ("w1", Some(&ex.w1)),
@@ -252,7 +273,7 @@ pub fn model_from_tensors(
     mut tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
     device: &Device,
 ) -> Result<SwitchTransformer, (String, String)> {
-    let mut model = config.init(device);
+    let mut model = config.init_with(&moe_core::Init::skeleton(), device);
     let expected = named_tensors(&model);
     let mut loaded: HashMap<String, Tensor<1>> = HashMap::new();
     for (name, want) in &expected {
@@ -271,6 +292,12 @@ pub fn model_from_tensors(
             name.clone(),
             Tensor::from_data(TensorData::new(values, [n]), device),
         );
+    }
+    if let Some(extra) = tensors.keys().min() {
+        return Err((
+            extra.clone(),
+            "is not a weight of this config (a file of another model?)".into(),
+        ));
     }
     let mut take = |name: String, shape: Vec<usize>| -> Tensor<1> {
         let t = loaded
@@ -341,6 +368,17 @@ fn assign_all(
                     format!("layers.{l}.ffn.router.weight"),
                     take,
                 );
+                if let Some(bias) = &mut layer.router.bias {
+                    set(bias, format!("layers.{l}.ffn.router.bias"), take);
+                    *bias = Param::from_tensor(bias.val()).set_require_grad(false);
+                }
+                if let Some(shared) = &mut layer.shared {
+                    set(&mut shared.w1, format!("layers.{l}.ffn.shared.w1"), take);
+                    if let Some(w3) = &mut shared.w3 {
+                        set(w3, format!("layers.{l}.ffn.shared.w3"), take);
+                    }
+                    set(&mut shared.w2, format!("layers.{l}.ffn.shared.w2"), take);
+                }
                 let ex = &mut layer.experts;
                 let stacks = [
                     ("w1", Some(&mut ex.w1)),

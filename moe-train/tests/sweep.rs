@@ -46,6 +46,7 @@ fn setup(name: &str, experts: &str) -> (PathBuf, SweepArgs) {
         backend: moe_train::Backend::Flex,
         report_only: false,
         progress: false,
+        stop: Default::default(),
     };
     (dir, args)
 }

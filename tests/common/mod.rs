@@ -3,7 +3,10 @@
 
 use burn::module::Param;
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
-use moe_core::{SwitchConfig, SwitchLayer};
+use moe_core::{
+    BalanceContext, DispatchPlan, Init, Mode, RoutedOutput, RouterOutput, SwitchLayer,
+    SwitchLayerConfig,
+};
 use moe_train::Backend;
 
 /// The CPU device the tests run on (flex, the CLI default).
@@ -44,10 +47,32 @@ pub fn with_router_weight(mut layer: SwitchLayer, weight: Tensor<2>) -> SwitchLa
     layer
 }
 
-/// Builds a layer from `config` on `device` with a fixed seed.
-pub fn layer(config: &SwitchConfig, device: &Device, seed: u64) -> SwitchLayer {
+/// Builds a layer from `config` on `device` with parameters from the streams of `seed`.
+pub fn layer(config: &SwitchLayerConfig, device: &Device, seed: u64) -> SwitchLayer {
     device.seed(seed);
-    config.init(device)
+    config.init_with(&Init::new(seed), device)
+}
+
+/// The plan of a call that forms a single segment (all groups of equal size).
+pub fn single_plan(layer: &SwitchLayer, route: &RouterOutput, mode: Mode) -> DispatchPlan {
+    let mut segments = layer.plan_segments(route, mode);
+    assert_eq!(segments.len(), 1, "one segment");
+    segments.remove(0).plan
+}
+
+/// `forward_routed` with the default balance context.
+pub fn routed(
+    layer: &SwitchLayer,
+    tokens: Tensor<2>,
+    route: RouterOutput,
+    mode: Mode,
+    experts: impl FnMut(Tensor<3>) -> Tensor<3>,
+) -> RoutedOutput {
+    layer.forward_routed(tokens, route, mode, &BalanceContext::default(), experts)
+}
+
+pub fn bools<const D: usize>(t: Tensor<D, burn::tensor::Bool>) -> Vec<bool> {
+    t.into_data().try_into_vec_as::<bool>().expect("bool data")
 }
 
 /// The gradient of a parameter after `backward`, as a flat vector.

@@ -9,18 +9,31 @@ use crate::config::{Activation, Mode};
 /// Counts for one model configuration (see `docs/accounting.md`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Accounting {
-    /// All trainable parameters.
+    /// All trainable parameters (the loss-free selection bias is not trained and not counted).
     pub total_params: u64,
-    /// Parameters a token passes through (all but the experts it is not routed to).
+    /// Parameters a token passes through: all but the routed experts it is not sent to
+    /// (expert choice: the capacity factor's average number of experts per token).
     pub active_params: u64,
+    /// Parameters outside the token embedding, learned positions and LM head (Kaplan et al.
+    /// 2020's `N`).
+    pub non_embedding_params: u64,
+    /// Routed experts each token is processed by (top-k: `k·granularity − num_shared`).
+    pub experts_per_token: f64,
     /// Forward FLOPs per token (2 per multiply-add): matmuls, attention scores and mixing
-    /// over the full `seq_len × seq_len` matrix as computed, router; no capacity padding.
+    /// over the full `seq_len × seq_len` matrix as computed, routed and shared experts,
+    /// router; no capacity padding ("useful" FLOPs).
     pub forward_flops_per_token: u64,
-    /// Training FLOPs per token = 3 × forward (forward + backward).
+    /// Training FLOPs per token = 3 × forward (forward + backward), useful FLOPs only.
     pub train_flops_per_token: u64,
+    /// The router's share of `train_flops_per_token`: `3 · 2 · d_model · routed experts` per
+    /// sparse layer.
+    pub router_train_flops_per_token: u64,
     /// Extra training FLOPs per token spent on empty capacity slots at the training capacity
-    /// factor (expert buffers hold `capacity · num_experts` rows per group).
+    /// factor (expert buffers hold `capacity · routed experts` rows per group, of which only
+    /// `experts_per_token · group` carry tokens).
     pub capacity_padding_train_flops_per_token: u64,
+    /// Training FLOPs per token as executed: useful + capacity padding.
+    pub executed_train_flops_per_token: u64,
     /// Rough activation memory of one training batch, bytes (f32; see docs).
     pub activation_bytes: u64,
 }
@@ -43,10 +56,15 @@ impl SwitchTransformerConfig {
             self.vocab_size as u64,
             self.d_ff as u64,
         );
-        let (e, layers) = (self.switch.num_experts as u64, self.n_layers as u64);
+        let sw = &self.switch;
+        let routed = sw.routed_experts() as u64; // E · m
+        let f_e = sw.expert_d_ff(self.d_ff) as u64; // d_ff / m
+        let f_s = sw.shared_d_ff(self.d_ff) as u64; // num_shared · d_ff / m
+        let r = sw.experts_per_token(Mode::Train); // routed experts per token
+        let layers = self.n_layers as u64;
         let sparse = self.num_sparse_layers() as u64;
         let dense = layers - sparse;
-        let k = ffn_matrices(self.switch.activation);
+        let k = ffn_matrices(sw.activation);
         let t = seq_len as u64;
 
         let norm = if self.norm == NormKind::Layer {
@@ -54,44 +72,66 @@ impl SwitchTransformerConfig {
         } else {
             d
         };
-        let ffn = k * d * f; // one dense FFN or one expert
+        let ffn = k * d * f; // one dense FFN
+        let expert = k * d * f_e; // one routed (or shared) expert of width f_e
         let block_common = 4 * d * d + 2 * norm;
-        let mut total =
-            v * d + layers * block_common + norm + dense * ffn + sparse * (e * ffn + d * e);
+        let sparse_ffn = routed * expert + k * d * f_s + d * routed; // experts, shared, router
+        let mut embedding = v * d;
         if self.positions == PositionKind::Learned {
-            total += self.max_seq_len as u64 * d;
+            embedding += self.max_seq_len as u64 * d;
         }
         if !self.tie_embeddings {
-            total += d * v;
+            embedding += d * v;
         }
-        let active = total - sparse * (e - 1) * ffn;
+        let non_embedding = layers * block_common + norm + dense * ffn + sparse * sparse_ffn;
+        let total = embedding + non_embedding;
+        let inactive = sparse as f64 * (routed as f64 - r).max(0.0) * expert as f64;
+        let active = (total as f64 - inactive).round() as u64;
 
         let attention = 2 * 4 * d * d + 2 * 2 * t * d; // projections; QKᵀ and AV
-        let forward = layers * (attention + 2 * ffn) + sparse * 2 * d * e + 2 * d * v;
-        let group = self.switch.group_size.unwrap_or(batch_size * seq_len);
-        let slots = self.switch_layer().capacity(group, Mode::Train) as u64 * e;
-        let padding_per_token = (slots as f64 / group as f64 - 1.0).max(0.0);
-        let padding = (3.0 * sparse as f64 * 2.0 * ffn as f64 * padding_per_token).round() as u64;
+        let sparse_ffn_flops =
+            2.0 * expert as f64 * r + 2.0 * (k * d * f_s) as f64 + 2.0 * (d * routed) as f64;
+        let forward = (layers * attention + dense * 2 * ffn + 2 * d * v) as f64
+            + sparse as f64 * sparse_ffn_flops;
+        let forward = forward.round() as u64;
+        let router = 3 * 2 * d * routed * sparse;
+        let group = sw
+            .group_size
+            .unwrap_or(batch_size * seq_len)
+            .min(batch_size * seq_len);
+        let slots = sw.capacity(group, Mode::Train) as f64 * routed as f64;
+        // Empty slots per token: slots the buffers hold minus the decisions that fill them.
+        let padding_per_token = (slots / group.max(1) as f64 - r).max(0.0);
+        let padding =
+            (3.0 * sparse as f64 * 2.0 * expert as f64 * padding_per_token).round() as u64;
 
-        // Saved activations per token per block (f32 values): attention ≈ 6·d + 2·n_heads·t
-        // (norm input, q, k, v, mixed output, projection input; scores and softmax);
-        // FFN ≈ 2·d + (k)·d_ff (norm, output; hidden and activation), times the slot
-        // overhead for sparse blocks, plus their dispatch buffers 2·d; residual stream d.
-        let h = self.n_heads as u64;
-        let per_token_block = 7 * d + 2 * h * t;
-        let ffn_act = |scale: f64| ((2 * d + k * f) as f64 * scale) as u64;
-        let slot_scale = 1.0 + padding_per_token;
-        let per_token = layers * per_token_block
-            + dense * ffn_act(1.0)
-            + sparse * (ffn_act(slot_scale) + (2.0 * d as f64 * slot_scale) as u64)
-            + 2 * v; // logits and log-probabilities
+        // Saved activations per token per block (f32 values): attention ≈ 7·d + 2·n_heads·t
+        // (norm input, q, k, v, mixed output, projection input, residual; scores and
+        // softmax); dense FFN ≈ 2·d + k·d_ff (norm, output; hidden and activation); a sparse
+        // FFN holds its expert buffers (slots per token × (2·d + k·d_ff/m), dispatch copies
+        // included) and the shared experts' k·shared width. Computed in f64 so absurd shapes
+        // saturate instead of overflowing.
+        let h = self.n_heads as f64;
+        let (d, t, v) = (d as f64, t as f64, v as f64);
+        let per_token_block = 7.0 * d + 2.0 * h * t;
+        let slot_per_token = slots / group.max(1) as f64;
+        let per_token = layers as f64 * per_token_block
+            + dense as f64 * (2.0 * d + (k * f) as f64)
+            + sparse as f64
+                * (slot_per_token * (2.0 * d + (k * f_e) as f64) + 2.0 * d + (k * f_s) as f64)
+            + 2.0 * v; // logits and log-probabilities
+        let train = 3 * forward;
         Accounting {
             total_params: total,
             active_params: active,
+            non_embedding_params: non_embedding,
+            experts_per_token: r,
             forward_flops_per_token: forward,
-            train_flops_per_token: 3 * forward,
+            train_flops_per_token: train,
+            router_train_flops_per_token: router,
             capacity_padding_train_flops_per_token: padding,
-            activation_bytes: 4 * per_token * (batch_size * seq_len) as u64,
+            executed_train_flops_per_token: train + padding,
+            activation_bytes: (4.0 * per_token * (batch_size * seq_len) as f64) as u64,
         }
     }
 }
@@ -112,7 +152,7 @@ mod tests {
     ///   0.5 per token: 3 · 1 · 128 · 0.5 = 192.
     #[test]
     fn matches_hand_count() {
-        let switch = SwitchConfig::new(4, 8, 3).with_min_capacity(1);
+        let switch = SwitchConfig::new(3).with_min_capacity(1);
         let config = SwitchTransformerConfig::new(10, 4, 2, 2, 8, 6, switch);
         let a = config.accounting(1, 6);
         assert_eq!(a.total_params, 456);
@@ -120,6 +160,9 @@ mod tests {
         assert_eq!(a.forward_flops_per_token, 808);
         assert_eq!(a.train_flops_per_token, 3 * 808);
         assert_eq!(a.capacity_padding_train_flops_per_token, 192);
+        assert_eq!(a.executed_train_flops_per_token, 3 * 808 + 192);
+        assert_eq!(a.router_train_flops_per_token, 3 * 24);
+        assert_eq!(a.non_embedding_params, 456 - 40);
         // Dense twin: same FLOPs but the router's 24; 3 fewer expert FFNs minus the router.
         let twin = config.dense_twin().accounting(1, 6);
         assert_eq!(twin.forward_flops_per_token, 808 - 24);

@@ -1,11 +1,29 @@
 //! Causal multi-head self-attention with rotary or learned positions.
 
+use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{RotaryEncoding, RotaryEncodingConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
-use crate::init::truncated_normal_param;
+use crate::init::Init;
+
+/// Configuration of [`CausalSelfAttention`].
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Model width.
+    pub d_model: usize,
+    /// Heads (`d_model / n_heads` wide each).
+    pub n_heads: usize,
+    /// Longest sequence (RoPE table length).
+    pub max_seq_len: usize,
+    /// Rotary embeddings on queries and keys. Default: true.
+    #[config(default = true)]
+    pub rope: bool,
+    /// Truncated-normal scale `s`, `σ = sqrt(s / d_model)`. Default: 1.0.
+    #[config(default = 1.0)]
+    pub init_scale: f64,
+}
 
 /// Causal self-attention; projections without bias, weights `[d_model, d_model]` (x W).
 #[derive(Module, Debug)]
@@ -24,28 +42,26 @@ pub struct CausalSelfAttention {
     pub n_heads: usize,
 }
 
-impl CausalSelfAttention {
-    /// Truncated-normal init `σ = sqrt(scale / d_model)`.
-    pub fn init(
-        d_model: usize,
-        n_heads: usize,
-        max_seq_len: usize,
-        rope: bool,
-        scale: f64,
-        device: &Device,
-    ) -> Self {
-        let w = || truncated_normal_param([d_model, d_model], d_model, scale, device);
-        Self {
-            wq: w(),
-            wk: w(),
-            wv: w(),
-            wo: w(),
-            rope: rope
-                .then(|| RotaryEncodingConfig::new(max_seq_len, d_model / n_heads).init(device)),
-            n_heads,
+impl AttentionConfig {
+    /// Truncated-normal projections from the streams of `wq`, `wk`, `wv`, `wo` in `init`'s
+    /// scope.
+    pub fn init(&self, init: &Init, device: &Device) -> CausalSelfAttention {
+        let d = self.d_model;
+        let w = |name: &str| init.truncated_normal(name, [d, d], d, self.init_scale, device);
+        CausalSelfAttention {
+            wq: w("wq"),
+            wk: w("wk"),
+            wv: w("wv"),
+            wo: w("wo"),
+            rope: self.rope.then(|| {
+                RotaryEncodingConfig::new(self.max_seq_len, d / self.n_heads).init(device)
+            }),
+            n_heads: self.n_heads,
         }
     }
+}
 
+impl CausalSelfAttention {
     /// # Shapes
     /// - `x`: `[batch_size, seq_len, d_model]`
     /// - output: `[batch_size, seq_len, d_model]`

@@ -4,10 +4,11 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::attention::CausalSelfAttention;
-use super::config::{NormKind, SwitchTransformerConfig};
+use super::attention::{AttentionConfig, CausalSelfAttention};
+use super::config::{NormKind, PositionKind, SwitchTransformerConfig};
 use crate::config::Mode;
-use crate::ffn::DenseFfn;
+use crate::ffn::{DenseFfn, FfnConfig};
+use crate::init::Init;
 use crate::switch::{SwitchLayer, SwitchOutput};
 
 /// RMSNorm or LayerNorm.
@@ -57,14 +58,19 @@ pub struct FfnOutput {
 impl FeedForward {
     /// # Shapes
     /// - `x`: `[batch_size, seq_len, d_model]`
-    pub fn forward(&self, x: Tensor<3>, mode: Mode) -> FfnOutput {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mode: Mode,
+        step_fractions: Option<Tensor<1>>,
+    ) -> FfnOutput {
         match self {
             FeedForward::Dense(ffn) => FfnOutput {
                 hidden: ffn.forward(x, mode),
                 switch: None,
             },
             FeedForward::Switch(layer) => {
-                let out = layer.forward(x, mode);
+                let out = layer.forward_with(x, mode, step_fractions);
                 FfnOutput {
                     hidden: out.hidden.clone(),
                     switch: Some(out),
@@ -90,31 +96,34 @@ pub struct Block {
 }
 
 impl Block {
-    /// Block `layer` of a model (sparse FFN where [`SwitchTransformerConfig::is_sparse`]).
-    pub fn init(config: &SwitchTransformerConfig, layer: usize, device: &Device) -> Self {
+    /// Block `layer` of a model (sparse FFN where [`SwitchTransformerConfig::is_sparse`]),
+    /// its parameters from the streams of `layers.{layer}.…` (docs/weights.md names).
+    pub fn init(
+        config: &SwitchTransformerConfig,
+        layer: usize,
+        init: &Init,
+        device: &Device,
+    ) -> Self {
         let d_model = config.d_model;
+        let scope = init.scope(&format!("layers.{layer}"));
+        let ffn_scope = scope.scope("ffn");
         let ffn = if config.is_sparse(layer) {
-            FeedForward::Switch(config.switch_layer().init(device))
+            FeedForward::Switch(config.switch_layer().init_with(&ffn_scope, device))
         } else {
             let s = &config.switch;
-            FeedForward::Dense(DenseFfn::init(
-                d_model,
-                config.d_ff,
-                s.activation,
-                s.expert_init_scale,
-                device,
-            ))
+            FeedForward::Dense(
+                FfnConfig::new(d_model, config.d_ff)
+                    .with_activation(s.activation)
+                    .with_init_scale(s.expert_init_scale)
+                    .init(&ffn_scope, device),
+            )
         };
+        let attention = AttentionConfig::new(d_model, config.n_heads, config.max_seq_len)
+            .with_rope(config.positions == PositionKind::Rope)
+            .with_init_scale(config.init_scale);
         Self {
             attn_norm: Norm::init(config.norm, d_model, device),
-            attn: CausalSelfAttention::init(
-                d_model,
-                config.n_heads,
-                config.max_seq_len,
-                config.positions == super::config::PositionKind::Rope,
-                config.init_scale,
-                device,
-            ),
+            attn: attention.init(&scope.scope("attn"), device),
             ffn_norm: Norm::init(config.norm, d_model, device),
             ffn,
             dropout: config.dropout,
@@ -135,9 +144,16 @@ impl Block {
 
     /// # Shapes
     /// - `x`: `[batch_size, seq_len, d_model]`
-    pub fn forward(&self, x: Tensor<3>, mode: Mode) -> (Tensor<3>, Option<SwitchOutput>) {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mode: Mode,
+        step_fractions: Option<Tensor<1>>,
+    ) -> (Tensor<3>, Option<SwitchOutput>) {
         let x = x.clone() + self.drop(self.attn.forward(self.attn_norm.forward(x)), mode);
-        let ffn = self.ffn.forward(self.ffn_norm.forward(x.clone()), mode);
+        let ffn = self
+            .ffn
+            .forward(self.ffn_norm.forward(x.clone()), mode, step_fractions);
         (x + self.drop(ffn.hidden, mode), ffn.switch)
     }
 }

@@ -1,9 +1,10 @@
 //! Configuration of the Switch decoder language model.
 
-use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, SwitchConfig};
+use crate::builders;
+use crate::config::{ConfigError, OverflowPolicy, SwitchConfig};
+use crate::switch::SwitchLayerConfig;
 
 /// Normalisation layer of the pre-norm blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -28,8 +29,10 @@ pub enum PositionKind {
 }
 
 /// Configuration of a [`SwitchTransformer`](crate::model::SwitchTransformer): a decoder-only
-/// causal LM whose FFNs are dense or Switch layers.
-#[derive(Config, Debug, PartialEq)]
+/// causal LM whose FFNs are dense or Switch layers. A plain serde struct: in TOML, fields left
+/// out take the defaults below and unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SwitchTransformerConfig {
     /// Vocabulary size.
     pub vocab_size: usize,
@@ -39,42 +42,109 @@ pub struct SwitchTransformerConfig {
     pub n_layers: usize,
     /// Attention heads (`d_model` must be divisible by it).
     pub n_heads: usize,
-    /// Hidden width of every FFN (dense, or each expert).
+    /// Hidden width of every dense FFN and of each full-size expert.
     pub d_ff: usize,
     /// Longest sequence the model accepts.
     pub max_seq_len: usize,
-    /// Switch-layer settings; its `d_model` and `d_ff` must equal the model's.
+    /// Switch-layer settings (routing, capacity, balancing); widths are the model's.
     pub switch: SwitchConfig,
     /// Which FFNs are sparse: every `moe_every`-th block (the 2nd, 4th, … for 2, as in the
     /// Switch paper); 1 = all; 0 = none (a dense model). Default: 2.
-    #[config(default = 2)]
+    #[serde(default = "two")]
     pub moe_every: usize,
     /// Normalisation. Default: `rms`.
-    #[config(default = "NormKind::Rms")]
+    #[serde(default)]
     pub norm: NormKind,
     /// Positions. Default: `rope`.
-    #[config(default = "PositionKind::Rope")]
+    #[serde(default)]
     pub positions: PositionKind,
     /// Share the token embedding with the LM head. Default: true.
-    #[config(default = true)]
+    #[serde(default = "yes")]
     pub tie_embeddings: bool,
     /// Dropout on attention and FFN outputs in training. Default: 0.0.
-    #[config(default = 0.0)]
+    #[serde(default)]
     pub dropout: f64,
     /// Truncated-normal scale `s` of attention and embedding weights,
     /// `σ = sqrt(s / fan_in)` (Switch §2.4 uses 0.1 everywhere). Default: 1.0 for the
     /// embeddings-and-attention of small models trained from scratch.
-    #[config(default = 1.0)]
+    #[serde(default = "unit")]
     pub init_scale: f64,
     /// Balance-loss coefficient α, summed over sparse layers (Switch §2.2). Default: 0.01.
-    #[config(default = 0.01)]
+    #[serde(default = "default_balance_coef")]
     pub balance_coef: f64,
     /// Router z-loss coefficient `c_z`, summed over sparse layers (ST-MoE). Default: 0.001.
-    #[config(default = 0.001)]
+    #[serde(default = "default_z_loss_coef")]
     pub z_loss_coef: f64,
 }
 
+fn two() -> usize {
+    2
+}
+fn yes() -> bool {
+    true
+}
+fn unit() -> f64 {
+    1.0
+}
+fn default_balance_coef() -> f64 {
+    0.01
+}
+fn default_z_loss_coef() -> f64 {
+    0.001
+}
+
+builders!(SwitchTransformerConfig {
+    with_moe_every => moe_every: usize,
+    with_norm => norm: NormKind,
+    with_positions => positions: PositionKind,
+    with_tie_embeddings => tie_embeddings: bool,
+    with_dropout => dropout: f64,
+    with_init_scale => init_scale: f64,
+    with_balance_coef => balance_coef: f64,
+    with_z_loss_coef => z_loss_coef: f64,
+});
+
+/// Upper bounds of the model's dimensions: far above any model this project trains, low
+/// enough that parameter and FLOP counts fit in `u64`.
+pub const MAX_DIMS: [(&str, usize); 6] = [
+    ("vocab_size", 1 << 24),
+    ("d_model", 1 << 16),
+    ("n_layers", 1 << 10),
+    ("n_heads", 1 << 12),
+    ("d_ff", 1 << 20),
+    ("max_seq_len", 1 << 20),
+];
+
 impl SwitchTransformerConfig {
+    /// A model with every optional field at its default.
+    pub fn new(
+        vocab_size: usize,
+        d_model: usize,
+        n_layers: usize,
+        n_heads: usize,
+        d_ff: usize,
+        max_seq_len: usize,
+        switch: SwitchConfig,
+    ) -> Self {
+        Self {
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            d_ff,
+            max_seq_len,
+            switch,
+            moe_every: two(),
+            norm: NormKind::default(),
+            positions: PositionKind::default(),
+            tie_embeddings: true,
+            dropout: 0.0,
+            init_scale: unit(),
+            balance_coef: default_balance_coef(),
+            z_loss_coef: default_z_loss_coef(),
+        }
+    }
+
     /// Whether block `layer` (0-based) has a Switch FFN.
     pub fn is_sparse(&self, layer: usize) -> bool {
         self.moe_every > 0 && (layer + 1).is_multiple_of(self.moe_every)
@@ -99,43 +169,37 @@ impl SwitchTransformerConfig {
     pub fn param_matched_dense(&self) -> Self {
         let sparse = self.num_sparse_layers();
         let dense = self.n_layers - sparse;
-        let ffn_units = dense + sparse * self.switch.num_experts;
-        let d_ff = (ffn_units * self.d_ff).div_ceil(self.n_layers.max(1));
-        let switch = SwitchConfig {
-            d_ff,
-            ..self.switch.clone()
-        };
+        let sparse_units = self.switch.num_experts * self.d_ff + self.switch.shared_d_ff(self.d_ff);
+        let d_ff = (dense * self.d_ff + sparse * sparse_units).div_ceil(self.n_layers.max(1));
         Self {
             moe_every: 0,
             d_ff,
-            switch,
             ..self.clone()
         }
     }
 
-    /// The switch settings of the model's sparse layers (`d_model`, `d_ff` from the model).
-    pub fn switch_layer(&self) -> SwitchConfig {
-        SwitchConfig {
-            d_model: self.d_model,
-            d_ff: self.d_ff,
-            ..self.switch.clone()
-        }
+    /// The config of the model's sparse layers (widths from the model).
+    pub fn switch_layer(&self) -> SwitchLayerConfig {
+        SwitchLayerConfig::new(self.d_model, self.d_ff, self.switch.clone()).with_causal(true)
     }
 
     /// Checks every field and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut bad = |field: &str, msg: String| problems.push(format!("{field}: {msg}"));
-        for (field, v) in [
-            ("vocab_size", self.vocab_size),
-            ("d_model", self.d_model),
-            ("n_layers", self.n_layers),
-            ("n_heads", self.n_heads),
-            ("d_ff", self.d_ff),
-            ("max_seq_len", self.max_seq_len),
-        ] {
+        let dims = [
+            self.vocab_size,
+            self.d_model,
+            self.n_layers,
+            self.n_heads,
+            self.d_ff,
+            self.max_seq_len,
+        ];
+        for ((field, max), v) in MAX_DIMS.into_iter().zip(dims) {
             if v == 0 {
                 bad(field, "is 0; must be at least 1".into());
+            } else if v > max {
+                bad(field, format!("is {v}; must be at most {max}"));
             }
         }
         if self.n_heads > 0 && !self.d_model.is_multiple_of(self.n_heads) {
@@ -173,22 +237,40 @@ impl SwitchTransformerConfig {
                 bad(field, format!("is {v}; must be finite and >= 0"));
             }
         }
-        if self.switch.d_model != self.d_model {
+        if self.switch.overflow == OverflowPolicy::Probability {
             bad(
-                "switch.d_model",
+                "switch.overflow",
+                "is \"probability\", which is encoder-only: in a causal decoder whether a token \
+                 is kept would depend on later tokens' router probabilities; use \"position\""
+                    .into(),
+            );
+        }
+        if !self.switch.routing.is_causal() {
+            bad(
+                "switch.routing.kind",
                 format!(
-                    "is {}; must equal d_model {}",
-                    self.switch.d_model, self.d_model
+                    "is \"{}\", which sees later tokens when routing a token (non-causal); the \
+                     decoder LM accepts \"top1\" or \"topk\" (expert choice is for the layer \
+                     API and `bench routing`)",
+                    self.switch.routing.kind()
                 ),
             );
         }
-        if self.switch.d_ff != self.d_ff {
+        let choice_major = self.switch.routing.token_choice().is_some_and(|tc| {
+            tc.routed_per_token > 1 && tc.fill_order == crate::config::FillOrder::ChoiceMajor
+        });
+        if choice_major && !self.switch.dropless {
             bad(
-                "switch.d_ff",
-                format!("is {}; must equal d_ff {}", self.switch.d_ff, self.d_ff),
+                "switch.routing.fill_order",
+                "is \"choice_major\": with several experts per token whether a second choice \
+                 fits would depend on later tokens' first choices, which a causal decoder must \
+                 not see; use \"token_major\" or \"auto\" (token-major in the decoder)"
+                    .into(),
             );
         }
         self.switch.collect_problems("switch.", &mut problems);
+        self.switch
+            .collect_width_problems(self.d_ff, "switch.", &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -202,7 +284,7 @@ mod tests {
     use super::*;
 
     fn good() -> SwitchTransformerConfig {
-        SwitchTransformerConfig::new(16, 32, 2, 4, 64, 32, SwitchConfig::new(32, 64, 4))
+        SwitchTransformerConfig::new(16, 32, 2, 4, 64, 32, SwitchConfig::new(4))
     }
 
     #[test]
@@ -242,23 +324,51 @@ mod tests {
             ("balance_coef", good().with_balance_coef(-1.0)),
             ("z_loss_coef", good().with_z_loss_coef(f64::NAN)),
             (
-                "switch.d_model",
+                "d_model",
                 SwitchTransformerConfig {
-                    switch: SwitchConfig::new(8, 64, 4),
+                    d_model: 1 << 17,
                     ..good()
                 },
             ),
             (
                 "switch.num_experts",
                 SwitchTransformerConfig {
-                    switch: SwitchConfig::new(32, 64, 0),
+                    switch: SwitchConfig::new(0),
                     ..good()
                 },
             ),
             (
                 "switch.capacity_factor_train",
                 SwitchTransformerConfig {
-                    switch: SwitchConfig::new(32, 64, 4).with_capacity_factor_train(0.0),
+                    switch: SwitchConfig::new(4).with_capacity_factor_train(0.0),
+                    ..good()
+                },
+            ),
+            (
+                "switch.overflow",
+                SwitchTransformerConfig {
+                    switch: SwitchConfig::new(4).with_overflow(OverflowPolicy::Probability),
+                    ..good()
+                },
+            ),
+            (
+                "switch.routing.kind",
+                SwitchTransformerConfig {
+                    switch: SwitchConfig::new(4).with_routing(
+                        crate::config::RoutingConfig::ExpertChoice(Default::default()),
+                    ),
+                    ..good()
+                },
+            ),
+            (
+                "switch.routing.granularity",
+                SwitchTransformerConfig {
+                    switch: SwitchConfig::new(4).with_routing(crate::config::RoutingConfig::Top1(
+                        crate::config::Top1Config {
+                            granularity: 3,
+                            ..Default::default()
+                        },
+                    )),
                     ..good()
                 },
             ),
@@ -288,10 +398,7 @@ mod tests {
         assert_eq!((twin.moe_every, twin.d_ff), (0, 64));
         let matched = c.param_matched_dense();
         // FFN units: 1 dense + 4 experts = 5 × 64 over 2 layers → d_ff 160.
-        assert_eq!(
-            (matched.moe_every, matched.d_ff, matched.switch.d_ff),
-            (0, 160, 160)
-        );
+        assert_eq!((matched.moe_every, matched.d_ff), (0, 160));
         assert!(matched.validate().is_ok());
     }
 }

@@ -4,10 +4,10 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::block::{Block, Norm};
+use super::block::{Block, FeedForward, Norm};
 use super::config::{PositionKind, SwitchTransformerConfig};
 use crate::config::Mode;
-use crate::init::truncated_normal_param;
+use crate::init::Init;
 use crate::stats::RoutingStats;
 
 /// Routing statistics of one sparse block.
@@ -69,19 +69,37 @@ pub struct SwitchTransformer {
 }
 
 impl SwitchTransformerConfig {
-    /// Builds the model. Assumes [`SwitchTransformerConfig::validate`] passed.
-    pub fn init(&self, device: &Device) -> SwitchTransformer {
+    /// Builds the model, every parameter drawn from the stream of `(seed, its weight-file
+    /// name)` on the host ([`Init`]), so a seed gives the same weights on every backend and
+    /// variants share the values of the parameters they have in common. Assumes
+    /// [`SwitchTransformerConfig::validate`] passed.
+    pub fn init(&self, seed: u64, device: &Device) -> SwitchTransformer {
+        self.init_with(&Init::new(seed), device)
+    }
+
+    /// [`SwitchTransformerConfig::init`] from any [`Init`] (e.g. [`Init::skeleton`] before
+    /// loading weights).
+    pub fn init_with(&self, init: &Init, device: &Device) -> SwitchTransformer {
         let d = self.d_model;
+        let s = self.init_scale;
         SwitchTransformer {
-            embedding: truncated_normal_param([self.vocab_size, d], d, self.init_scale, device),
-            positions: (self.positions == PositionKind::Learned)
-                .then(|| truncated_normal_param([self.max_seq_len, d], d, self.init_scale, device)),
+            embedding: init.truncated_normal(
+                "embedding.weight",
+                [self.vocab_size, d],
+                d,
+                s,
+                device,
+            ),
+            positions: (self.positions == PositionKind::Learned).then(|| {
+                init.truncated_normal("positions.weight", [self.max_seq_len, d], d, s, device)
+            }),
             blocks: (0..self.n_layers)
-                .map(|layer| Block::init(self, layer, device))
+                .map(|layer| Block::init(self, layer, &init, device))
                 .collect(),
             final_norm: Norm::init(self.norm, d, device),
-            lm_head: (!self.tie_embeddings)
-                .then(|| truncated_normal_param([d, self.vocab_size], d, self.init_scale, device)),
+            lm_head: (!self.tie_embeddings).then(|| {
+                init.truncated_normal("lm_head.weight", [d, self.vocab_size], d, s, device)
+            }),
             balance_coef: self.balance_coef,
             z_loss_coef: self.z_loss_coef,
         }
@@ -93,6 +111,17 @@ impl SwitchTransformer {
     /// - `tokens`: `[batch_size, seq_len]`
     /// - logits: `[batch_size, seq_len, vocab_size]`
     pub fn forward(&self, tokens: Tensor<2, Int>, mode: Mode) -> ModelOutput {
+        self.forward_with(tokens, mode, None)
+    }
+
+    /// [`SwitchTransformer::forward`] with the optimizer step's expert fractions of each
+    /// sparse layer, in block order (`global_batch` balance scope; `[num_experts]` each).
+    pub fn forward_with(
+        &self,
+        tokens: Tensor<2, Int>,
+        mode: Mode,
+        step_fractions: Option<&[Tensor<1>]>,
+    ) -> ModelOutput {
         let [batch_size, seq_len] = tokens.dims();
         let [_, d_model] = self.embedding.dims();
         let device = tokens.device();
@@ -107,8 +136,13 @@ impl SwitchTransformer {
         let mut balance_loss = Tensor::<1>::zeros([1], &device);
         let mut z_loss = Tensor::<1>::zeros([1], &device);
         let mut routing = Vec::new();
+        let mut fractions = step_fractions.map(|f| f.iter().cloned());
         for (layer, block) in self.blocks.iter().enumerate() {
-            let (next, switch) = block.forward(x, mode);
+            let given = match (&block.ffn, fractions.as_mut()) {
+                (FeedForward::Switch(_), Some(f)) => f.next(),
+                _ => None,
+            };
+            let (next, switch) = block.forward(x, mode, given);
             x = next;
             if let Some(out) = switch {
                 balance_loss = balance_loss + out.balance_loss;
@@ -143,7 +177,19 @@ impl SwitchTransformer {
         targets: Tensor<2, Int>,
         mode: Mode,
     ) -> LossOutput {
-        let out = self.forward(tokens, mode);
+        self.forward_loss_with(tokens, targets, mode, None)
+    }
+
+    /// [`SwitchTransformer::forward_loss`] with the step's expert fractions per sparse layer
+    /// (see [`SwitchTransformer::forward_with`]).
+    pub fn forward_loss_with(
+        &self,
+        tokens: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        mode: Mode,
+        step_fractions: Option<&[Tensor<1>]>,
+    ) -> LossOutput {
+        let out = self.forward_with(tokens, mode, step_fractions);
         let ce = cross_entropy(out.logits, targets);
         let loss = ce.clone()
             + out.balance_loss.clone().mul_scalar(self.balance_coef)
@@ -155,6 +201,35 @@ impl SwitchTransformer {
             z_loss: out.z_loss,
             routing: out.routing,
         }
+    }
+}
+
+impl SwitchTransformer {
+    /// The sparse layers, in block order.
+    pub fn switch_layers(&self) -> impl Iterator<Item = &crate::switch::SwitchLayer> {
+        self.blocks.iter().filter_map(|b| match &b.ffn {
+            FeedForward::Switch(layer) => Some(layer),
+            FeedForward::Dense(_) => None,
+        })
+    }
+
+    /// Loss-free balancing after an optimizer step: each sparse layer's selection bias moves
+    /// by its `bias_update_rate · sign(mean − load)` (`loads`: decisions per expert of the
+    /// step, one `[num_experts]` tensor per sparse layer in block order). Layers without a
+    /// bias are left as they are.
+    pub fn update_expert_biases(&mut self, loads: &[Tensor<1>]) {
+        let layers = self.blocks.iter_mut().filter_map(|b| match &mut b.ffn {
+            FeedForward::Switch(layer) => Some(layer),
+            FeedForward::Dense(_) => None,
+        });
+        for (layer, load) in layers.zip(loads) {
+            layer.update_bias(load.clone());
+        }
+    }
+
+    /// Whether any sparse layer keeps a loss-free selection bias.
+    pub fn has_selection_bias(&self) -> bool {
+        self.switch_layers().any(|l| l.router.bias.is_some())
     }
 }
 

@@ -6,7 +6,10 @@ use std::io::Write;
 
 use anyhow::Context;
 use burn::tensor::{Device, Distribution, Tensor};
-use moe_core::{DenseFfn, DispatchKind, Mode, SwitchConfig, SwitchLayer};
+use moe_core::{
+    BalanceContext, DispatchKind, FfnConfig, Mode, RoutingConfig, SwitchConfig, SwitchLayer,
+    SwitchLayerConfig, Top1Config, TopKConfig,
+};
 use serde::Serialize;
 
 use super::timing::{median, Laps};
@@ -40,6 +43,94 @@ impl From<DispatchArg> for DispatchKind {
     }
 }
 
+/// What a measured row ran: a dispatch implementation, or the dense-FFN baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Implementation {
+    /// Fast index dispatch.
+    Fast,
+    /// One-hot einsum dispatch.
+    Einsum,
+    /// The dense FFN (layer mode's baseline).
+    Dense,
+}
+
+impl Implementation {
+    fn name(self) -> &'static str {
+        match self {
+            Implementation::Fast => "fast",
+            Implementation::Einsum => "einsum",
+            Implementation::Dense => "dense",
+        }
+    }
+}
+
+impl From<DispatchKind> for Implementation {
+    fn from(d: DispatchKind) -> Self {
+        match d {
+            DispatchKind::Fast => Implementation::Fast,
+            DispatchKind::Einsum => Implementation::Einsum,
+        }
+    }
+}
+
+/// A routing policy named on the command line: `top1`, `top<k>` (e.g. `top2`, top-k without
+/// renormalisation), `top<k>r` (renormalised gates), `fg<m>` / `fg<m>s<n>` (top-1 over experts
+/// split in `m`, with `n` shared experts), `ec` (expert choice).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingArg {
+    /// The name as given.
+    pub name: String,
+    /// The policy.
+    pub routing: RoutingConfig,
+}
+
+impl std::str::FromStr for RoutingArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "routing policy `{s}`: expected top1, top<k> (e.g. top2), top<k>r (renormalised), \
+                 fg<m> or fg<m>s<n> (fine-grained, n shared), or ec (expert choice)"
+            )
+        };
+        let number = |t: &str| t.parse::<usize>().ok().filter(|n| *n >= 1);
+        let routing = if s == "top1" {
+            RoutingConfig::default()
+        } else if s == "ec" {
+            RoutingConfig::ExpertChoice(Default::default())
+        } else if let Some(rest) = s.strip_prefix("top") {
+            let (digits, renormalize) = match rest.strip_suffix('r') {
+                Some(d) => (d, true),
+                None => (rest, false),
+            };
+            let k = number(digits).ok_or_else(bad)?;
+            RoutingConfig::Topk(TopKConfig {
+                k,
+                renormalize,
+                ..TopKConfig::default()
+            })
+        } else if let Some(rest) = s.strip_prefix("fg") {
+            let (m, shared) = match rest.split_once('s') {
+                Some((m, n)) => (number(m).ok_or_else(bad)?, n.parse().map_err(|_| bad())?),
+                None => (number(rest).ok_or_else(bad)?, 0),
+            };
+            RoutingConfig::Top1(Top1Config {
+                granularity: m,
+                num_shared: shared,
+                ..Top1Config::default()
+            })
+        } else {
+            return Err(bad());
+        };
+        Ok(Self {
+            name: s.to_string(),
+            routing,
+        })
+    }
+}
+
 /// Arguments of `moe-train bench routing`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RoutingBenchArgs {
@@ -61,6 +152,10 @@ pub struct RoutingBenchArgs {
     /// Dispatch implementations (comma-separated: fast, einsum).
     #[arg(long, value_delimiter = ',', default_value = "fast")]
     pub dispatch: Vec<DispatchArg>,
+    /// Routing policies (comma-separated): top1, top2, top2r, fg4s1, ec, … (see
+    /// docs/switch-layer.md).
+    #[arg(long, value_delimiter = ',', default_value = "top1")]
+    pub routing: Vec<RoutingArg>,
     /// Backends (comma-separated: flex, ndarray, wgpu).
     #[arg(long, value_delimiter = ',', default_value = "flex")]
     pub backend: Vec<Backend>,
@@ -104,7 +199,11 @@ pub struct BenchRecord {
     /// Slots per expert (0 for dense).
     pub capacity: usize,
     /// `fast`, `einsum` or `dense`.
-    pub dispatch: String,
+    pub dispatch: Implementation,
+    /// Routing policy (`-` for the dense baseline).
+    pub routing: String,
+    /// Routed experts per token (0 for dense).
+    pub experts_per_token: f64,
     /// `routing` or `layer`.
     pub mode: BenchMode,
     /// Round-robin assignment.
@@ -138,6 +237,7 @@ struct Case {
     capacity_factor: f64,
     experts: usize,
     dispatch: DispatchKind,
+    routing: RoutingArg,
 }
 
 /// Runs the whole grid, writing each record to `out` as soon as it is measured.
@@ -166,24 +266,29 @@ pub fn run(args: &RoutingBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<
             let dense_s = records
                 .iter()
                 .find(|r| {
-                    r.dispatch == "dense" && r.backend == backend.name() && r.tokens == tokens
+                    r.dispatch == Implementation::Dense
+                        && r.backend == backend.name()
+                        && r.tokens == tokens
                 })
                 .map(|r| r.median_s);
-            for &capacity_factor in &args.capacity_factor {
-                for &experts in &args.experts {
-                    for &dispatch in &args.dispatch {
-                        let case = Case {
-                            backend,
-                            tokens,
-                            capacity_factor,
-                            experts,
-                            dispatch: dispatch.into(),
-                        };
-                        let record = measure(args, &case, &device).with_context(|| {
-                            format!("{experts} experts, {tokens} tokens, capacity factor {capacity_factor}, {dispatch:?} dispatch on {backend}")
-                        })?;
-                        emit(args, out, &record, dense_s)?;
-                        records.push(record);
+            for routing in &args.routing {
+                for &capacity_factor in &args.capacity_factor {
+                    for &experts in &args.experts {
+                        for &dispatch in &args.dispatch {
+                            let case = Case {
+                                backend,
+                                tokens,
+                                capacity_factor,
+                                experts,
+                                dispatch: dispatch.into(),
+                                routing: routing.clone(),
+                            };
+                            let record = measure(args, &case, &device).with_context(|| {
+                                format!("{} routing, {experts} experts, {tokens} tokens, capacity factor {capacity_factor}, {dispatch:?} dispatch on {backend}", routing.name)
+                            })?;
+                            emit(args, out, &record, dense_s)?;
+                            records.push(record);
+                        }
                     }
                 }
             }
@@ -209,23 +314,26 @@ fn emit(
 
 fn table_header() -> String {
     format!(
-        "{:<8} {:<7} {:<7} {:>7} {:>7} {:>5} {:>6} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>6} {:>8}",
-        "backend", "mode", "disp", "experts", "tokens", "cf", "cap", "unif", "median_ms", "tokens/s", "router_ms",
+        "{:<8} {:<7} {:<7} {:<7} {:>7} {:>7} {:>5} {:>6} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>6} {:>8}",
+        "backend", "mode", "routing", "disp", "experts", "tokens", "cf", "cap", "unif", "median_ms", "tokens/s", "router_ms",
         "adc_ms", "loss_ms", "drop%", "vs_dense"
     )
 }
 
 fn table_row(r: &BenchRecord, dense_s: Option<f64>) -> String {
     let ms = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.2}", s * 1e3));
-    let ratio = match (dense_s, r.dispatch.as_str()) {
-        (Some(d), "fast" | "einsum") => format!("{:.2}x", r.median_s / d),
+    let ratio = match (dense_s, r.dispatch) {
+        (Some(d), Implementation::Fast | Implementation::Einsum) => {
+            format!("{:.2}x", r.median_s / d)
+        }
         _ => "-".to_string(),
     };
     format!(
-        "{:<8} {:<7} {:<7} {:>7} {:>7} {:>5} {:>6} {:>5} {:>10.2} {:>12.0} {:>9} {:>9} {:>9} {:>6.2} {:>8}",
+        "{:<8} {:<7} {:<7} {:<7} {:>7} {:>7} {:>5} {:>6} {:>5} {:>10.2} {:>12.0} {:>9} {:>9} {:>9} {:>6.2} {:>8}",
         r.backend,
         format!("{:?}", r.mode).to_lowercase(),
-        r.dispatch,
+        r.routing,
+        r.dispatch.name(),
         r.experts,
         r.tokens,
         r.capacity_factor,
@@ -241,11 +349,13 @@ fn table_row(r: &BenchRecord, dense_s: Option<f64>) -> String {
     )
 }
 
-fn switch_config(args: &RoutingBenchArgs, case: &Case) -> SwitchConfig {
-    SwitchConfig::new(args.d_model, args.d_ff, case.experts)
+fn switch_config(args: &RoutingBenchArgs, case: &Case) -> SwitchLayerConfig {
+    let switch = SwitchConfig::new(case.experts)
         .with_capacity_factor_train(case.capacity_factor)
         .with_capacity_factor_eval(case.capacity_factor)
         .with_dispatch(case.dispatch)
+        .with_routing(case.routing.routing.clone());
+    SwitchLayerConfig::new(args.d_model, args.d_ff, switch)
 }
 
 fn measure(args: &RoutingBenchArgs, case: &Case, device: &Device) -> anyhow::Result<BenchRecord> {
@@ -272,7 +382,9 @@ fn record(
         d_ff: args.d_ff,
         capacity_factor: case.capacity_factor,
         capacity,
-        dispatch: format!("{:?}", case.dispatch).to_lowercase(),
+        dispatch: case.dispatch.into(),
+        routing: case.routing.name.clone(),
+        experts_per_token: 0.0,
         mode: args.mode,
         uniform: args.uniform,
         backend: case.backend.name().to_string(),
@@ -296,16 +408,17 @@ fn random_tokens(shape: [usize; 2], device: &Device) -> Tensor<2> {
 fn measure_routing(
     args: &RoutingBenchArgs,
     case: &Case,
-    config: SwitchConfig,
+    config: SwitchLayerConfig,
     device: &Device,
 ) -> anyhow::Result<BenchRecord> {
     device.seed(args.seed);
     // Identity experts: skip allocating `num_experts × d_model × d_ff` unused weights.
-    let layer: SwitchLayer = SwitchConfig {
-        d_ff: 1,
+    let granularity = config.switch.granularity();
+    let layer: SwitchLayer = SwitchLayerConfig {
+        d_ff: granularity,
         ..config.clone()
     }
-    .init(device);
+    .init_with(&moe_core::Init::new(args.seed), device);
     let tokens = random_tokens([case.tokens, args.d_model], device);
     let (mut router_t, mut adc_t, mut loss_t, mut totals) = (vec![], vec![], vec![], vec![]);
     let mut dropped = 0.0;
@@ -315,13 +428,14 @@ fn measure_routing(
         if args.uniform {
             route = route.round_robin();
         }
-        sync_and_check(device, &route.gate)?;
+        sync_and_check(device, &route.selection)?;
         let router_s = laps.lap();
-        let assignment = layer.assign(&route, Mode::Train);
-        let hidden = layer.dispatch_combine(tokens.clone(), &assignment, route.gate.clone(), |h| h);
+        let segments = layer.plan_segments(&route, Mode::Train);
+        let hidden = layer.dispatch_combine(tokens.clone(), &segments[0].plan, &mut |h| h);
         sync_and_check(device, &hidden)?;
         let adc_s = laps.lap();
-        let (balance, _z, stats) = layer.losses_and_stats(route, &assignment);
+        let (balance, _z, stats) =
+            layer.losses_and_stats(route, &segments, &BalanceContext::default());
         sync_and_check(device, &balance)?;
         let loss_s = laps.lap();
         if iter >= args.warmup {
@@ -334,8 +448,9 @@ fn measure_routing(
             dropped = stats.summary().dropped_fraction as f64;
         }
     }
-    let capacity = config.capacity(case.tokens, Mode::Train);
+    let capacity = config.switch.capacity(case.tokens, Mode::Train);
     let mut rec = record(args, case, capacity, &totals, dropped);
+    rec.experts_per_token = config.switch.experts_per_token(Mode::Train);
     rec.router_s = Some(median(&router_t));
     rec.assign_dispatch_combine_s = Some(median(&adc_t));
     rec.losses_s = Some(median(&loss_t));
@@ -346,12 +461,12 @@ fn measure_routing(
 fn measure_layer(
     args: &RoutingBenchArgs,
     case: &Case,
-    config: SwitchConfig,
+    config: SwitchLayerConfig,
     device: &Device,
 ) -> anyhow::Result<BenchRecord> {
     let device = device.clone().autodiff();
     device.seed(args.seed);
-    let layer: SwitchLayer = config.init(&device);
+    let layer: SwitchLayer = config.init_with(&moe_core::Init::new(args.seed), &device);
     let tokens = random_tokens([case.tokens, args.d_model], &device);
     let mut totals = vec![];
     let mut dropped = 0.0;
@@ -361,9 +476,13 @@ fn measure_layer(
         if args.uniform {
             route = route.round_robin();
         }
-        let out = layer.forward_routed(tokens.clone(), route, Mode::Train, |h| {
-            layer.experts.forward(h)
-        });
+        let out = layer.forward_routed(
+            tokens.clone(),
+            route,
+            Mode::Train,
+            &BalanceContext::default(),
+            |h| layer.experts.forward(h),
+        );
         let loss =
             out.hidden.sum() + out.balance_loss.mul_scalar(0.01) + out.z_loss.mul_scalar(0.001);
         let grads = loss.backward();
@@ -382,8 +501,10 @@ fn measure_layer(
             dropped = out.stats.summary().dropped_fraction as f64;
         }
     }
-    let capacity = config.capacity(case.tokens, Mode::Train);
-    Ok(record(args, case, capacity, &totals, dropped))
+    let capacity = config.switch.capacity(case.tokens, Mode::Train);
+    let mut rec = record(args, case, capacity, &totals, dropped);
+    rec.experts_per_token = config.switch.experts_per_token(Mode::Train);
+    Ok(rec)
 }
 
 /// Dense FFN (same d_ff) forward + backward, the baseline of layer mode.
@@ -395,14 +516,8 @@ fn measure_dense(
 ) -> anyhow::Result<BenchRecord> {
     let device = device.clone().autodiff();
     device.seed(args.seed);
-    let config = SwitchConfig::new(args.d_model, args.d_ff, 1);
-    let ffn = DenseFfn::init(
-        args.d_model,
-        args.d_ff,
-        config.activation,
-        config.expert_init_scale,
-        &device,
-    );
+    let ffn =
+        FfnConfig::new(args.d_model, args.d_ff).init(&moe_core::Init::new(args.seed), &device);
     let x = random_tokens([tokens, args.d_model], &device).unsqueeze_dim::<3>(0);
     let mut totals = vec![];
     for iter in 0..args.warmup + args.iters {
@@ -426,8 +541,12 @@ fn measure_dense(
         capacity_factor: 0.0,
         experts: 1,
         dispatch: DispatchKind::Fast,
+        routing: RoutingArg {
+            name: "-".into(),
+            routing: RoutingConfig::default(),
+        },
     };
     let mut rec = record(args, &case, 0, &totals, 0.0);
-    rec.dispatch = "dense".to_string();
+    rec.dispatch = Implementation::Dense;
     Ok(rec)
 }

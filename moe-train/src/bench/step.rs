@@ -69,6 +69,12 @@ pub struct StepResult {
 /// Measures the model and its dense twin; prints a table (or JSON lines).
 pub fn run(args: &StepBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<StepResult>> {
     anyhow::ensure!(args.iters >= 1, "--iters must be at least 1");
+    if let Some(p) = args.peak_flops {
+        anyhow::ensure!(
+            p.is_finite() && p > 0.0,
+            "--peak-flops {p}: must be a positive FLOP/s figure (e.g. 2e11), or left out to measure it"
+        );
+    }
     let config = RunConfig::load(args.config.as_deref(), &args.sets)?;
     let device = args.backend.device()?;
     let peak = match args.peak_flops {
@@ -170,7 +176,7 @@ pub fn time_steps(
         tokens: stream.tokens,
         ..Default::default()
     };
-    let mut model = config.model.init(&ad);
+    let mut model = config.model.init(t.seed, &ad);
     let mut optim = AdamW::new(t);
     let mut samples = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
@@ -183,7 +189,7 @@ pub fn time_steps(
             })
             .collect();
         let start = Instant::now();
-        let (next, out) = train_step(model, &mut optim, batches, t, t.lr);
+        let (next, out) = train_step(model, &mut optim, batches, t, t.lr, || ());
         model = next;
         let [loss, ..] = out.parts;
         sync_and_check(&ad, &loss)?;

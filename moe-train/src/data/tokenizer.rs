@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::fixed_length::FixedLength;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::corpus::{self, EOS};
@@ -58,14 +61,35 @@ pub fn builtin() -> Tokenizer {
         .expect("the built-in tokenizer JSON is valid")
 }
 
-/// Trains a byte-level BPE with `vocab_size` entries (including `<eos>`) on `texts`.
+/// Longest pre-token (in bytes) the BPE trainer sees. Text without whitespace (DNA, base64,
+/// minified code) is otherwise one giant "word", and BPE training on it grows about
+/// quadratically with its length; chunks of 64 bytes keep it linear and leave ordinary words
+/// (far shorter) untouched.
+pub const MAX_PRE_TOKEN_BYTES: usize = 64;
+
+/// Trains a byte-level BPE with `vocab_size` entries (including `<eos>`) on `texts`, showing
+/// a spinner with the elapsed time on a terminal.
 pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Tokenizer, TokenizerError> {
     // No prefix space, so decoding gives back exactly the text that was encoded.
     let byte_level = ByteLevel::new(false, true, true);
+    let pre_tokenizer = Sequence::new(vec![
+        PreTokenizerWrapper::ByteLevel(byte_level),
+        PreTokenizerWrapper::FixedLength(FixedLength::new(MAX_PRE_TOKEN_BYTES)),
+    ]);
     let mut tokenizer = Tokenizer::new(BPE::default());
     tokenizer
-        .with_pre_tokenizer(Some(byte_level))
+        .with_pre_tokenizer(Some(pre_tokenizer))
         .with_decoder(Some(byte_level));
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "training a {vocab_size}-entry byte-level BPE on {:.1} MB of text",
+        bytes as f64 / 1e6
+    ));
+    spinner.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .expect("the template is valid"),
+    );
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let mut trainer = TrainerWrapper::BpeTrainer(
         BpeTrainerBuilder::new()
             .vocab_size(vocab_size)
@@ -75,9 +99,12 @@ pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Tokenizer, Token
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build(),
     );
-    tokenizer
+    let trained = tokenizer
         .train(&mut trainer, texts.iter())
-        .map_err(|e| TokenizerError::Other(format!("BPE training failed: {e}")))?;
+        .map(|_| ())
+        .map_err(|e| TokenizerError::Other(format!("BPE training failed: {e}")));
+    spinner.finish_and_clear();
+    trained?;
     Ok(tokenizer)
 }
 
@@ -154,5 +181,35 @@ mod tests {
         assert!(ids.len() < texts[7].len() / 2, "merges shorten the text");
         assert_eq!(tokenizer.decode(ids.get_ids(), false).unwrap(), texts[7]);
         assert!(tokenizer.token_to_id(EOS).is_some());
+    }
+
+    /// A long run without whitespace is cut into pre-tokens of at most 64 bytes (what keeps
+    /// BPE training linear in its length) and still round-trips.
+    #[test]
+    fn long_words_are_chunked_and_round_trip() {
+        let dna: String = (0..5000)
+            .map(|i| ['A', 'C', 'G', 'T'][(i * 7 + i / 3) % 4])
+            .collect();
+        let texts = vec![dna.clone(), "plain words stay whole".to_string()];
+        let tokenizer = train_bpe(&texts, 300).expect("trains");
+        use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+        let mut split = PreTokenizedString::from(dna.as_str());
+        tokenizer
+            .get_pre_tokenizer()
+            .expect("a pre-tokenizer")
+            .pre_tokenize(&mut split)
+            .expect("pre-tokenizes");
+        let pieces: Vec<usize> = split
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .iter()
+            .map(|(_, (start, end), _)| end - start)
+            .collect();
+        assert!(
+            pieces.iter().all(|&n| n <= MAX_PRE_TOKEN_BYTES),
+            "{pieces:?}"
+        );
+        assert_eq!(pieces.iter().sum::<usize>(), dna.len());
+        let ids = tokenizer.encode(dna.as_str(), false).unwrap();
+        assert_eq!(tokenizer.decode(ids.get_ids(), false).unwrap(), dna);
     }
 }

@@ -38,6 +38,9 @@ pub struct SweepArgs {
     /// Show each variant's progress bar.
     #[arg(long)]
     pub progress: bool,
+    /// Stops the sweep after the current variant's step, with a checkpoint.
+    #[arg(skip)]
+    pub stop: crate::train::StopSignal,
 }
 
 /// What happened to one variant.
@@ -72,7 +75,7 @@ pub fn run(args: &SweepArgs, out: &mut impl Write) -> anyhow::Result<Vec<(String
         } else {
             train_variant(v, &run_dir, args, out)?
         };
-        if train::was_interrupted() {
+        if args.stop.is_stopped() {
             writeln!(
                 out,
                 "sweep interrupted during {}; run the same command again to continue",
@@ -145,16 +148,14 @@ fn train_variant(
                     run_dir: run_dir.into(),
                     resume: Some(loaded),
                     notes: Vec::new(),
+                    finalize_only: false,
                 },
                 Outcome::Resumed,
             )
         }
         None => {
-            if run_dir.exists() {
-                // Started but never checkpointed: nothing to keep.
-                std::fs::remove_dir_all(run_dir)
-                    .with_context(|| format!("cannot clear {}", run_dir.display()))?;
-            }
+            // New, or started but never checkpointed (then it restarts in place; nothing is
+            // deleted).
             train::check_fresh_run_dir(run_dir)?;
             writeln!(out, "{}: training {} steps", v.name, v.config.train.steps)?;
             (
@@ -163,6 +164,7 @@ fn train_variant(
                     run_dir: run_dir.into(),
                     resume: None,
                     notes: Vec::new(),
+                    finalize_only: false,
                 },
                 Outcome::Trained,
             )
@@ -171,6 +173,7 @@ fn train_variant(
     let train_args = TrainArgs {
         backend: args.backend,
         quiet: !args.progress,
+        stop: args.stop.clone(),
         ..TrainArgs::default()
     };
     let mut log = Vec::new();

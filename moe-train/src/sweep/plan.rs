@@ -102,10 +102,8 @@ impl Variant {
     pub fn flops_without_router(&self) -> u64 {
         let m = &self.config.model;
         let t = &self.config.train;
-        let total = m.accounting(t.batch_size, t.seq_len).train_flops_per_token;
-        let router =
-            3 * 2 * m.d_model as u64 * m.switch.num_experts as u64 * m.num_sparse_layers() as u64;
-        total - router
+        let a = m.accounting(t.batch_size, t.seq_len);
+        a.train_flops_per_token - a.router_train_flops_per_token
     }
 }
 
@@ -124,6 +122,17 @@ pub fn load(path: &Path) -> anyhow::Result<SweepFile> {
         bail!(
             "sweep file {}: [budget] needs exactly one of steps, tokens, flops",
             path.display()
+        );
+    }
+    let b = &sweep.budget;
+    let positive = b.steps.is_none_or(|s| s > 0)
+        && b.tokens.is_none_or(|t| t > 0)
+        && b.flops.is_none_or(|f| f.is_finite() && f > 0.0);
+    if !positive {
+        bail!(
+            "sweep file {}: [budget] must be positive (steps, tokens or flops > 0), got {:?}",
+            path.display(),
+            b
         );
     }
     if sweep.experts.is_empty() || sweep.experts.contains(&0) {
@@ -225,6 +234,9 @@ pub fn variants(
             config,
         });
     }
+    for v in &out {
+        check_variant_name(&v.name)?;
+    }
     let mut names: Vec<&str> = out.iter().map(|v| v.name.as_str()).collect();
     names.sort();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -234,6 +246,23 @@ pub fn variants(
         apply_budget(v, &sweep.budget, sweep.eval_every);
     }
     Ok(out)
+}
+
+/// A variant name becomes a directory under the sweep's `--out`: it must be a plain slug.
+pub fn check_variant_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.contains("..");
+    anyhow::ensure!(
+        ok,
+        "sweep variant name {name:?} is not a plain name: use 1-100 letters, digits, `-`, `_` \
+         or `.`, starting with a letter or digit (it names a directory under the sweep's --out)"
+    );
+    Ok(())
 }
 
 /// Sets steps from the budget and aligns logging with evaluation.

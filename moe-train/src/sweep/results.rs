@@ -43,20 +43,25 @@ fn result(v: &Variant, run_dir: &Path) -> anyhow::Result<VariantResult> {
     let t = &v.config.train;
     let accounting = m.accounting(t.batch_size, t.seq_len);
     let tokens_per_step = (t.batch_size * t.seq_len * t.grad_accum) as u64;
-    let mut elapsed: HashMap<usize, f64> = HashMap::from([(0, 0.0)]);
-    let (mut drop_sum, mut cv_sum, mut layer_obs) = (0.0, 0.0, 0usize);
-    let mut last_train = None;
+    // A crash-resumed run logs some steps twice: keep the last record of each step.
+    let mut by_step: std::collections::BTreeMap<usize, &crate::metrics::TrainRecord> =
+        Default::default();
     for r in &records {
         if let Record::Train(tr) = r {
-            elapsed.insert(tr.step, tr.elapsed_s);
-            for layer in &tr.layers {
-                drop_sum += layer.dropped_fraction as f64;
-                cv_sum += coefficient_of_variation(&layer.load);
-                layer_obs += 1;
-            }
-            last_train = Some(tr);
+            by_step.insert(tr.step, tr);
         }
     }
+    let mut elapsed: HashMap<usize, f64> = HashMap::from([(0, 0.0)]);
+    let (mut drop_sum, mut cv_sum, mut layer_obs) = (0.0, 0.0, 0usize);
+    for tr in by_step.values() {
+        elapsed.insert(tr.step, tr.elapsed_s);
+        for layer in &tr.layers {
+            drop_sum += layer.dropped_fraction as f64;
+            cv_sum += coefficient_of_variation(&layer.load);
+            layer_obs += 1;
+        }
+    }
+    let last_train = by_step.values().last().copied();
     // One point per evaluated step (a resumed run may have evaluated a step twice: keep the last).
     let mut points: Vec<Point> = Vec::new();
     for r in &records {
@@ -68,6 +73,13 @@ fn result(v: &Variant, run_dir: &Path) -> anyhow::Result<VariantResult> {
                 wall_s: *elapsed.get(&e.step).unwrap_or(&f64::NAN),
                 flops: tokens as f64 * accounting.train_flops_per_token as f64,
                 val_loss: e.ce,
+                ece: Some(e.ece),
+                reliability: e.reliability.clone(),
+                domain_accuracy: e
+                    .domains
+                    .iter()
+                    .map(|d| (d.domain.clone(), d.accuracy))
+                    .collect(),
             };
             points.retain(|p| p.step != e.step);
             points.push(point);
@@ -93,6 +105,8 @@ fn result(v: &Variant, run_dir: &Path) -> anyhow::Result<VariantResult> {
         total_params: accounting.total_params,
         active_params: accounting.active_params,
         train_flops_per_token: accounting.train_flops_per_token,
+        non_embedding_params: Some(accounting.non_embedding_params),
+        executed_train_flops_per_token: Some(accounting.executed_train_flops_per_token),
         tokens_per_s: last_train.tokens as f64 / last_train.elapsed_s.max(1e-9),
         final_val_loss: last.val_loss,
         drop_rate: if layer_obs > 0 {
@@ -106,6 +120,7 @@ fn result(v: &Variant, run_dir: &Path) -> anyhow::Result<VariantResult> {
             0.0
         },
         curve: points,
+        ..Default::default()
     })
 }
 

@@ -19,6 +19,9 @@ pub struct Plan {
     pub resume: Option<Loaded>,
     /// Notes for the user (e.g. settings changed on resume).
     pub notes: Vec<String>,
+    /// The run has done all its steps but its final `model.safetensors` / `summary.json` are
+    /// missing (e.g. the disk was full): write them from the last checkpoint, train nothing.
+    pub finalize_only: bool,
 }
 
 /// Resolves config and run directory from the command line.
@@ -43,10 +46,21 @@ pub fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
                 run_dir,
                 resume: None,
                 notes: Vec::new(),
+                finalize_only: false,
             })
         }
         Some(run_dir) => plan_resume(args, run_dir, &sets),
     }
+    .map(|mut plan| {
+        if plan.resume.is_none() && holds_run_without_checkpoint(&plan.run_dir) {
+            plan.notes.push(format!(
+                "{} holds a run that stopped before its first checkpoint: starting it again in \
+                 place (metrics.jsonl is appended to)",
+                plan.run_dir.display()
+            ));
+        }
+        plan
+    })
 }
 
 fn plan_resume(args: &TrainArgs, run_dir: &Path, sets: &[String]) -> anyhow::Result<Plan> {
@@ -58,6 +72,30 @@ fn plan_resume(args: &TrainArgs, run_dir: &Path, sets: &[String]) -> anyhow::Res
                 out.display()
             );
         }
+    }
+    if run_dir.join("state.json").is_file() {
+        let run = run_dir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
+            .and_then(Path::parent);
+        bail!(
+            "{} is a checkpoint folder, not a run directory; --resume continues a run in place \
+             from its latest checkpoint: pass {}",
+            run_dir.display(),
+            run.map_or("the run directory".to_string(), |r| format!(
+                "--resume {}",
+                r.display()
+            ))
+        );
+    }
+    if holds_run_without_checkpoint(run_dir) {
+        bail!(
+            "{} holds a run that stopped before its first checkpoint, so there is nothing to \
+             resume; start it again in place with `moe-train train --config {} --out {}`",
+            run_dir.display(),
+            run_dir.join("config.toml").display(),
+            run_dir.display()
+        );
     }
     let loaded = checkpoint::load(&checkpoint::resolve(run_dir, false)?)?;
     let config = match &args.config {
@@ -107,6 +145,23 @@ fn plan_resume(args: &TrainArgs, run_dir: &Path, sets: &[String]) -> anyhow::Res
             diff(&toml_of(&config.train), &toml_of(&stored.train))
         ));
     }
+    let finalized =
+        run_dir.join("model.safetensors").is_file() && run_dir.join("summary.json").is_file();
+    if loaded.state.step >= config.train.steps && !finalized {
+        notes.push(format!(
+            "the run has done its {} steps but its final model.safetensors / summary.json are \
+             missing: writing them from checkpoint {}",
+            loaded.state.step,
+            loaded.dir.display()
+        ));
+        return Ok(Plan {
+            config,
+            run_dir: run_dir.to_path_buf(),
+            resume: Some(loaded),
+            notes,
+            finalize_only: true,
+        });
+    }
     if loaded.state.step >= config.train.steps {
         bail!(
             "the run in {} has already done {} of train.steps = {}; raise it (e.g. --set train.steps={}) to continue",
@@ -121,6 +176,7 @@ fn plan_resume(args: &TrainArgs, run_dir: &Path, sets: &[String]) -> anyhow::Res
         run_dir: run_dir.to_path_buf(),
         resume: Some(loaded),
         notes,
+        finalize_only: false,
     })
 }
 
@@ -168,9 +224,19 @@ fn utc_stamp(secs: u64) -> String {
     )
 }
 
-/// A new run needs an empty or absent directory that can be created.
+/// A new run needs an empty or absent directory whose nearest existing ancestor is a
+/// directory. Nothing is created here: the run directory appears only once the data has
+/// loaded, so a failed start leaves nothing behind.
 pub fn check_fresh_run_dir(dir: &Path) -> anyhow::Result<()> {
+    if holds_run_without_checkpoint(dir) {
+        return Ok(());
+    }
     if dir.exists() {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "cannot create run directory {}: it exists and is not a directory",
+            dir.display()
+        );
         let non_empty = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read run directory {}", dir.display()))?
             .next()
@@ -187,14 +253,51 @@ pub fn check_fresh_run_dir(dir: &Path) -> anyhow::Result<()> {
                 dir.display()
             );
         }
+        return Ok(());
     }
-    std::fs::create_dir_all(dir).with_context(|| {
-        format!(
-            "cannot create run directory {} (is the path writable?)",
-            dir.display()
-        )
-    })?;
+    let mut ancestor = dir.parent();
+    while let Some(a) = ancestor.filter(|a| !a.as_os_str().is_empty() && !a.exists()) {
+        ancestor = a.parent();
+    }
+    if let Some(a) = ancestor.filter(|a| !a.as_os_str().is_empty() && !a.is_dir()) {
+        bail!(
+            "cannot create run directory {}: {} is not a directory",
+            dir.display(),
+            a.display()
+        );
+    }
     Ok(())
+}
+
+/// Whether `dir` holds a run that stopped before its first checkpoint (killed or interrupted
+/// early) and nothing else: such a run may be started again in place (its `config.toml` and
+/// `tokenizer.json` are rewritten, `metrics.jsonl` is appended to).
+pub fn holds_run_without_checkpoint(dir: &Path) -> bool {
+    const RUN_FILES: [&str; 5] = [
+        "config.toml",
+        "tokenizer.json",
+        "metrics.jsonl",
+        "train.log",
+        "summary.json",
+    ];
+    if !dir.join("config.toml").is_file() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().all(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "checkpoints" {
+            // Only unfinished `.tmp-step-*` folders or temporary pointer files.
+            return std::fs::read_dir(entry.path()).is_ok_and(|inner| {
+                inner
+                    .flatten()
+                    .all(|e| e.file_name().to_string_lossy().starts_with('.'))
+            });
+        }
+        RUN_FILES.contains(&name.as_str()) || (name.starts_with('.') && name.contains(".tmp-"))
+    })
 }
 
 #[cfg(test)]

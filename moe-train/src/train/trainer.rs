@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use moe_core::model::{LayerRouting, SwitchTransformer};
-use moe_core::Mode;
+use moe_core::{BalanceCounts, BalanceScope, Mode};
 
 use crate::checkpoint::{self, TrainState};
 use crate::data::batches::{make_batch, Batch};
@@ -51,8 +51,33 @@ pub struct Trainer {
     batcher: Batcher,
     /// (time, tokens) at the last log, for tokens/s.
     last_log: (Instant, u64),
+    /// Seconds spent in evaluations and checkpoints since the last log, left out of tokens/s
+    /// and MFU.
+    paused_s: f64,
     /// Wall-clock start of this session and elapsed seconds before it.
     session: (Instant, f64),
+}
+
+/// What a [`Trainer`] is built from.
+pub struct TrainerParts {
+    /// The model, on the autodiff device.
+    pub model: SwitchTransformer,
+    /// The optimizer.
+    pub optim: AdamW,
+    /// Where the run stands.
+    pub state: TrainState,
+    /// The resolved config.
+    pub config: RunConfig,
+    /// Train and validation data.
+    pub data: Dataset,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Plain device (evaluation); training uses its autodiff form.
+    pub device: Device,
+    /// Metrics file.
+    pub metrics: MetricsWriter,
+    /// Peak FLOP/s (for MFU).
+    pub peak_flops: f64,
 }
 
 /// The device-side results of one optimizer step.
@@ -82,20 +107,40 @@ pub fn step_seed(seed: u64, step: usize) -> u64 {
 /// One optimizer step on `batches` (the micro-batches, on the autodiff device): every term of
 /// the loss, the balance loss included, is averaged over micro-batches, so the accumulated
 /// gradient equals that of one batch of the combined size (for routing groups that do not span
-/// micro-batches); then global-norm clipping and the AdamW update at `lr`.
+/// micro-batches); then global-norm clipping and the AdamW update at `lr`, then the loss-free
+/// balancing bias update from the step's loads (when a layer has one).
+///
+/// With the `global_batch` balance scope and several micro-batches, a first forward pass over
+/// all of them counts each expert's decisions for the whole step (`reseed` is called before
+/// it and again before the real pass, so dropout and jitter draw the same numbers in both).
 pub fn train_step(
     model: SwitchTransformer,
     optim: &mut AdamW,
     batches: Vec<Batch>,
     t: &TrainConfig,
     lr: f64,
+    reseed: impl Fn(),
 ) -> (SwitchTransformer, StepOutput) {
     let micro = batches.len();
+    let global = model
+        .switch_layers()
+        .any(|l| l.config.balance_scope == BalanceScope::GlobalBatch);
+    let fractions = (global && micro > 1).then(|| {
+        reseed();
+        step_fractions(&model, &batches)
+    });
+    reseed();
     let mut accumulator = GradientsAccumulator::new();
     let mut sums: Option<[Tensor<1>; 4]> = None;
     let mut routing = Vec::new();
+    let mut loads: Vec<Tensor<1>> = Vec::new();
     for batch in batches {
-        let out = model.forward_loss(batch.inputs, batch.targets, Mode::Train);
+        let out = model.forward_loss_with(
+            batch.inputs,
+            batch.targets,
+            Mode::Train,
+            fractions.as_deref(),
+        );
         let scaled = out.loss.clone().div_scalar(micro as f64);
         let grads = GradientsParams::from_grads(scaled.backward(), &model);
         accumulator.accumulate(&model, grads);
@@ -107,6 +152,13 @@ pub fn train_step(
                 [a + e, b + f, c + g, d + h]
             }
         });
+        for (i, r) in out.routing.iter().enumerate() {
+            let load = r.stats.tokens_per_expert.clone();
+            match loads.get_mut(i) {
+                Some(sum) => *sum = sum.clone() + load,
+                None => loads.push(load),
+            }
+        }
         routing = out.routing;
     }
     let grads = accumulator.grads();
@@ -115,7 +167,10 @@ pub fn train_step(
         (Some(norm), true) => Some(clip_scale(norm.clone(), t.grad_clip)),
         _ => None,
     };
-    let model = optim.step(model, grads, lr, scale);
+    let mut model = optim.step(model, grads, lr, scale);
+    if model.has_selection_bias() {
+        model.update_expert_biases(&loads);
+    }
     let parts = sums
         .expect("at least one micro-batch")
         .map(|s| s.div_scalar(micro as f64));
@@ -130,20 +185,53 @@ pub fn train_step(
     )
 }
 
+/// Each sparse layer's expert fractions `f_i` over all micro-batches of a step (the counted
+/// decisions per expert over their total), for the `global_batch` balance scope.
+fn step_fractions(model: &SwitchTransformer, batches: &[Batch]) -> Vec<Tensor<1>> {
+    let per_token: Vec<usize> = model
+        .switch_layers()
+        .map(|l| match l.config.routing.token_choice() {
+            Some(tc) if tc.balance_counts == BalanceCounts::All => tc.routed_per_token,
+            _ => 1,
+        })
+        .collect();
+    let mut sums: Vec<Tensor<1>> = Vec::new();
+    let mut tokens = 0;
+    for batch in batches {
+        let out = model.forward(batch.inputs.clone(), Mode::Train);
+        for (i, r) in out.routing.iter().enumerate() {
+            let counts = if per_token[i] > 1 {
+                r.stats.tokens_per_expert.clone()
+            } else {
+                r.stats.first_choice_per_expert.clone()
+            };
+            match sums.get_mut(i) {
+                Some(sum) => *sum = sum.clone() + counts,
+                None => sums.push(counts),
+            }
+        }
+        tokens += out.routing.first().map_or(0, |r| r.stats.num_tokens);
+    }
+    sums.into_iter()
+        .zip(per_token)
+        .map(|(s, c)| s.detach().div_scalar((tokens * c) as f64))
+        .collect()
+}
+
 impl Trainer {
-    /// Assembles a trainer; `state` says where the run stands.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        model: SwitchTransformer,
-        optim: AdamW,
-        state: TrainState,
-        config: RunConfig,
-        data: Dataset,
-        run_dir: PathBuf,
-        device: Device,
-        metrics: MetricsWriter,
-        peak_flops: f64,
-    ) -> Self {
+    /// Assembles a trainer; `parts.state` says where the run stands.
+    pub fn new(parts: TrainerParts) -> Self {
+        let TrainerParts {
+            model,
+            optim,
+            state,
+            config,
+            data,
+            run_dir,
+            device,
+            metrics,
+            peak_flops,
+        } = parts;
         let t = &config.train;
         let batcher = Batcher::new(t.seed, t.seq_len, data.train.num_windows(t.seq_len));
         let flops_per_token = config
@@ -155,6 +243,7 @@ impl Trainer {
             watch: RouterWatch::new(t.warn_after, t.collapse_share),
             ad_device: device.clone().autodiff(),
             last_log: (now, state.tokens),
+            paused_s: 0.0,
             session: (now, state.elapsed_s),
             model: Some(model),
             optim,
@@ -190,6 +279,7 @@ impl Trainer {
         let out = self.forward_backward_update();
         self.state.step += 1;
         self.state.elapsed_s = self.elapsed();
+        self.check_finite(&out)?;
         let t = &self.config.train;
         if self.state.step.is_multiple_of(t.log_every) || self.state.step == t.steps {
             return self.log(out);
@@ -200,7 +290,6 @@ impl Trainer {
     fn forward_backward_update(&mut self) -> StepOutput {
         let t = self.config.train.clone();
         let step = self.state.step;
-        self.ad_device.seed(step_seed(t.seed, step));
         let batches = (0..t.grad_accum)
             .map(|_| {
                 let starts = self.batcher.starts(self.state.position, t.batch_size);
@@ -210,9 +299,43 @@ impl Trainer {
             })
             .collect();
         let model = self.model.take().expect("present between steps");
-        let (model, out) = train_step(model, &mut self.optim, batches, &t, learning_rate(&t, step));
+        let ad = self.ad_device.clone();
+        let seed = t.seed;
+        let reseed = move || ad.seed(step_seed(seed, step));
+        let (model, out) = train_step(
+            model,
+            &mut self.optim,
+            batches,
+            &t,
+            learning_rate(&t, step),
+            reseed,
+        );
         self.model = Some(model);
         out
+    }
+
+    /// Every step: the loss and the gradient norm (one `[2]` read-back) must be finite, so a
+    /// diverged model is never checkpointed, evaluated as "best" or logged as progress.
+    fn check_finite(&self, out: &StepOutput) -> anyhow::Result<()> {
+        let mut parts = vec![out.parts[0].clone()];
+        parts.extend(out.grad_norm.clone());
+        let values = Tensor::cat(parts, 0)
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 scalars");
+        anyhow::ensure!(
+            values.iter().all(|v| v.is_finite()),
+            "training diverged at step {}: loss {}{}; nothing was saved from this step (the \
+             last checkpoint is kept). Lower train.lr, raise train.warmup_steps or set \
+             train.grad_clip, then resume from the last checkpoint with --resume",
+            self.state.step,
+            values[0],
+            values
+                .get(1)
+                .map(|g| format!(", gradient norm {g}"))
+                .unwrap_or_default()
+        );
+        Ok(())
     }
 
     fn log(&mut self, out: StepOutput) -> anyhow::Result<Vec<String>> {
@@ -227,7 +350,8 @@ impl Trainer {
             .map(|r| LayerMetrics::new(r.layer, &r.stats.summary()))
             .collect();
         let now = Instant::now();
-        let secs = now.duration_since(self.last_log.0).as_secs_f64().max(1e-9);
+        let secs = (now.duration_since(self.last_log.0).as_secs_f64() - self.paused_s).max(1e-9);
+        self.paused_s = 0.0;
         let tokens_per_s = (self.state.tokens - self.last_log.1) as f64 / secs;
         self.last_log = (now, self.state.tokens);
         let record = TrainRecord {
@@ -245,11 +369,6 @@ impl Trainer {
             mfu: self.flops_per_token * tokens_per_s / self.peak_flops,
             layers,
         };
-        anyhow::ensure!(
-            loss.is_finite(),
-            "training diverged at step {}: loss is {loss}; lower train.lr or raise train.warmup_steps (the last checkpoint is kept)",
-            self.state.step
-        );
         let warnings = self.watch.observe(self.state.step, &record.layers);
         self.metrics.write(&Record::Train(record.clone()))?;
         for message in &warnings {
@@ -264,6 +383,13 @@ impl Trainer {
 
     /// Evaluates on the validation split, logs it, and checkpoints a new best.
     pub fn evaluate(&mut self) -> anyhow::Result<EvalRecord> {
+        let started = Instant::now();
+        let result = self.evaluate_inner();
+        self.paused_s += started.elapsed().as_secs_f64();
+        result
+    }
+
+    fn evaluate_inner(&mut self) -> anyhow::Result<EvalRecord> {
         let t = &self.config.train;
         let record = evaluate(
             &self.model().valid(),
@@ -275,10 +401,17 @@ impl Trainer {
             self.state.step,
         );
         self.metrics.write(&Record::Eval(record.clone()))?;
+        anyhow::ensure!(
+            record.ce.is_finite(),
+            "evaluation at step {} gave a non-finite cross-entropy ({}); the model has diverged \
+             and is not saved (the last checkpoint is kept)",
+            self.state.step,
+            record.ce
+        );
         // Step 0 (the untrained model) is a reference point, not a checkpoint.
         if self.state.step > 0 && self.state.best.is_none_or(|(best, _)| record.ce < best) {
             self.state.best = Some((record.ce, self.state.step));
-            self.checkpoint()?;
+            self.checkpoint_inner()?;
             checkpoint::mark_best(&self.run_dir, self.state.step, record.ce)?;
         }
         self.last_eval = Some(record.clone());
@@ -287,6 +420,19 @@ impl Trainer {
 
     /// Writes a checkpoint of the current step and prunes old ones.
     pub fn checkpoint(&mut self) -> anyhow::Result<PathBuf> {
+        let started = Instant::now();
+        let result = self.checkpoint_inner();
+        self.paused_s += started.elapsed().as_secs_f64();
+        result
+    }
+
+    fn checkpoint_inner(&mut self) -> anyhow::Result<PathBuf> {
+        anyhow::ensure!(
+            crate::weights::is_finite(self.model()),
+            "the model at step {} has non-finite weights; refusing to save it as a checkpoint \
+             (the last checkpoint is kept)",
+            self.state.step
+        );
         self.state.elapsed_s = self.elapsed();
         let dir = checkpoint::save(
             &self.run_dir,
