@@ -34,6 +34,9 @@ pub struct SweepFile {
     /// token; exempt from the FLOP-parity check and reported as such).
     #[serde(default)]
     pub param_matched_dense: bool,
+    /// Routing-policy variants: a name and a typed `[policies.routing]` table (docs/sweep.md).
+    #[serde(default)]
+    pub policies: Vec<PolicyVariant>,
     /// Further variants: a name and overrides on top of the base.
     #[serde(default)]
     pub variants: Vec<CustomVariant>,
@@ -59,6 +62,25 @@ pub struct CustomVariant {
     pub name: String,
     /// Overrides on top of the base and the sweep's `set`.
     pub set: Vec<String>,
+}
+
+/// A switch variant with another routing policy (typed, checked like any config).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyVariant {
+    /// Directory and legend name.
+    pub name: String,
+    /// Experts before fine-grained segmentation (default: the sweep's `default_experts`).
+    #[serde(default)]
+    pub experts: Option<usize>,
+    /// The routing policy (`kind`, `k`, `granularity`, `num_shared`, …).
+    pub routing: moe_core::RoutingConfig,
+    /// Balance-loss scope (default: the base's).
+    #[serde(default)]
+    pub balance_scope: Option<moe_core::BalanceScope>,
+    /// Balance-loss coefficient (default: the base's).
+    #[serde(default)]
+    pub balance_coef: Option<f64>,
 }
 
 /// Exactly one of steps, tokens or training FLOPs per variant.
@@ -175,11 +197,16 @@ pub fn variants(
     let default_experts = sweep
         .default_experts
         .unwrap_or(base.model.switch.num_experts);
-    let with = |sets: &[String]| -> anyhow::Result<RunConfig> {
-        let all: Vec<String> = common.iter().chain(sets).cloned().collect();
-        RunConfig::load(base_path.as_deref(), &all)
+    // Generated variants change typed fields of the base; only custom variants (user text) go
+    // through `--set` strings.
+    let variant = |edit: &dyn Fn(&mut RunConfig)| -> anyhow::Result<RunConfig> {
+        let mut config = base.clone();
+        edit(&mut config);
+        config.model.validate()?;
+        config.validate()?;
+        Ok(config)
     };
-    let experts = |e: usize| format!("switch.num_experts={e}");
+    let experts = |e: usize| move |c: &mut RunConfig| c.model.switch.num_experts = e;
     let mut out = vec![Variant {
         name: "dense".into(),
         kind: Kind::Dense,
@@ -192,28 +219,49 @@ pub fn variants(
         out.push(Variant {
             name: format!("switch-e{e}"),
             kind: Kind::Switch,
-            config: with(&[experts(e)])?,
+            config: variant(&experts(e))?,
         });
     }
     for &cf in &sweep.capacity_factors {
         out.push(Variant {
             name: format!("switch-e{default_experts}-cf{cf}"),
             kind: Kind::Switch,
-            config: with(&[
-                experts(default_experts),
-                format!("switch.capacity_factor_train={cf}"),
-            ])?,
+            config: variant(&|c| {
+                experts(default_experts)(c);
+                c.model.switch.capacity_factor_train = cf;
+            })?,
         });
     }
     if sweep.balance_off {
         out.push(Variant {
             name: format!("switch-e{default_experts}-nobal"),
             kind: Kind::Switch,
-            config: with(&[experts(default_experts), "balance_coef=0.0".into()])?,
+            config: variant(&|c| {
+                experts(default_experts)(c);
+                c.model.balance_coef = 0.0;
+            })?,
+        });
+    }
+    for p in &sweep.policies {
+        let config = variant(&|c| {
+            c.model.switch.num_experts = p.experts.unwrap_or(default_experts);
+            c.model.switch.routing = p.routing.clone();
+            if let Some(scope) = p.balance_scope {
+                c.model.switch.balance_scope = scope;
+            }
+            if let Some(coef) = p.balance_coef {
+                c.model.balance_coef = coef;
+            }
+        })
+        .with_context(|| format!("sweep policy variant `{}`", p.name))?;
+        out.push(Variant {
+            name: p.name.clone(),
+            kind: Kind::Switch,
+            config,
         });
     }
     if sweep.param_matched_dense {
-        let switch = with(&[experts(default_experts)])?;
+        let switch = variant(&experts(default_experts))?;
         let model: SwitchTransformerConfig = switch.model.param_matched_dense();
         out.push(Variant {
             name: "dense-param-matched".into(),
@@ -222,7 +270,9 @@ pub fn variants(
         });
     }
     for custom in &sweep.variants {
-        let config = with(&custom.set)?;
+        let all: Vec<String> = common.iter().chain(&custom.set).cloned().collect();
+        let config = RunConfig::load(base_path.as_deref(), &all)
+            .with_context(|| format!("sweep variant `{}`", custom.name))?;
         let kind = if config.model.num_sparse_layers() > 0 {
             Kind::Switch
         } else {
@@ -360,6 +410,29 @@ mod tests {
             v[5].flops_without_router() > v[0].flops_without_router(),
             "param-matched costs more"
         );
+    }
+
+    #[test]
+    fn the_policies_sweep_is_flop_matched_and_typed() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sweep-policies.toml");
+        let s = load(&path).expect("the shipped sweep file loads");
+        let v = variants(&s, &path, &[]).expect("its variants are valid");
+        let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "dense",
+                "switch-e8",
+                "top2-e16-half",
+                "top2r-e16-half",
+                "fine4-shared1",
+                "top1-lossfree"
+            ]
+        );
+        check_flop_parity(&v).expect("every policy spends one full expert per token");
+        let fine = &v[4].config.model.switch;
+        assert_eq!((fine.routed_experts(), fine.num_shared()), (32, 1));
+        assert_eq!(v[5].config.model.balance_coef, 0.0);
     }
 
     #[test]
