@@ -1,7 +1,10 @@
-//! Top-1 through the routing seam reproduces the pre-seam code exactly: the fixtures in
+//! Top-1 through the routing seam reproduces the pre-seam code: the fixtures in
 //! `tests/fixtures/` (how they were made: `tests/fixtures/README.md`) hold weights, inputs,
-//! outputs, losses and gradients computed before the refactor; here the same computation
-//! through `DispatchPlan` must give equal values (f32 `==`, so `-0.0` equals `0.0`).
+//! outputs, losses and gradients computed before the refactor. The switch layer through
+//! `DispatchPlan` must give equal values (f32 `==`, so `-0.0` equals `0.0`). The whole model
+//! matched exactly too until the fused attention and cross-entropy of the throughput work
+//! (`moe-core/src/fused.rs`) changed the order of floating-point operations outside the switch
+//! layer; it is now held to f32 rounding noise (1e-6 absolute + 1e-5 relative).
 
 mod common;
 
@@ -117,7 +120,7 @@ impl ModuleMapper for ToGrad<'_> {
 }
 
 #[test]
-fn top1_model_matches_pre_seam_fixture() {
+fn top1_model_matches_pre_seam_fixture_to_rounding() {
     let mut f = fixture("top1_model.safetensors");
     let device = device().autodiff();
     let switch = SwitchConfig::new(4)
@@ -147,21 +150,22 @@ fn top1_model_matches_pre_seam_fixture() {
     }
     let model = model_from_tensors(&config, f, &device).expect("fixture weights fit the config");
     let out = model.forward_loss(tokens, targets, Mode::Train);
-    assert_exact("loss", &floats(out.loss.clone()), &expected["loss"].0);
-    assert_exact("ce", &floats(out.ce.clone()), &expected["ce"].0);
-    assert_exact(
+    let close = |what: &str, got: &[f32], want: &[f32]| assert_close(what, got, want, 1e-6, 1e-5);
+    close("loss", &floats(out.loss.clone()), &expected["loss"].0);
+    close("ce", &floats(out.ce.clone()), &expected["ce"].0);
+    close(
         "balance",
         &floats(out.balance_loss.clone()),
         &expected["balance_loss"].0,
     );
-    assert_exact("z", &floats(out.z_loss.clone()), &expected["z_loss"].0);
+    close("z", &floats(out.z_loss.clone()), &expected["z_loss"].0);
     let grads = GradientsParams::from_grads(out.loss.backward(), &model);
     let grad_model = model.map(&mut ToGrad { grads: &grads });
     let got = named_tensors(&grad_model);
     assert_eq!(got.len(), expected.len() - 4, "every parameter's gradient");
     for (name, data) in got {
         let want = &expected[&format!("grad.{name}")].0;
-        assert_exact(
+        close(
             &format!("d {name}"),
             &data.try_into_vec_as::<f32>().unwrap(),
             want,

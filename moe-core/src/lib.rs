@@ -9,6 +9,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod ffn;
+pub mod fused;
 pub mod init;
 pub mod losses;
 pub mod model;

@@ -58,6 +58,9 @@ pub enum BenchCommand {
     Routing(RoutingBenchArgs),
     /// Whole training steps of a model and its FLOP-matched dense twin, side by side.
     Step(StepBenchArgs),
+    /// Where a training step's time goes, by op family (attention, FFN/experts, routing,
+    /// norms, head + loss, optimizer).
+    Profile(crate::bench::profile::ProfileArgs),
 }
 
 /// Runs a parsed command, writing results to `out`; returns the process exit status: 0, or
@@ -85,5 +88,8 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
         Command::Info(args) => info::run(&args, out).map(|_| 0),
         Command::Bench(BenchCommand::Routing(args)) => routing::run(&args, out).map(|_| 0),
         Command::Bench(BenchCommand::Step(args)) => step::run(&args, out).map(|_| 0),
+        Command::Bench(BenchCommand::Profile(args)) => {
+            crate::bench::profile::run(&args, out).map(|_| 0)
+        }
     }
 }

@@ -2,10 +2,9 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{RotaryEncoding, RotaryEncodingConfig};
-use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
+use crate::fused::{rope_causal_attention, rope_tables};
 use crate::init::Init;
 
 /// Configuration of [`CausalSelfAttention`].
@@ -36,8 +35,11 @@ pub struct CausalSelfAttention {
     pub wv: Param<Tensor<2>>,
     /// Output projection, `[d_model, d_model]`.
     pub wo: Param<Tensor<2>>,
-    /// Rotary embedding of queries and keys (`None`: learned positions elsewhere).
-    pub rope: Option<RotaryEncoding>,
+    /// RoPE tables `cos`, `sin'` (`[max_seq_len, d_head]`, see [`rope_tables`]); with learned
+    /// positions the identity rotation (1, 0).
+    pub rope_cos: Tensor<2>,
+    /// See `rope_cos`.
+    pub rope_sin: Tensor<2>,
     /// Number of heads.
     pub n_heads: usize,
 }
@@ -48,20 +50,31 @@ impl AttentionConfig {
     pub fn init(&self, init: &Init, device: &Device) -> CausalSelfAttention {
         let d = self.d_model;
         let w = |name: &str| init.truncated_normal(name, [d, d], d, self.init_scale, device);
+        let d_head = d / self.n_heads;
+        let (cos, sin) = if self.rope {
+            rope_tables(self.max_seq_len, d_head, device)
+        } else {
+            (
+                Tensor::ones([self.max_seq_len, d_head], device),
+                Tensor::zeros([self.max_seq_len, d_head], device),
+            )
+        };
         CausalSelfAttention {
             wq: w("wq"),
             wk: w("wk"),
             wv: w("wv"),
             wo: w("wo"),
-            rope: self.rope.then(|| {
-                RotaryEncodingConfig::new(self.max_seq_len, d / self.n_heads).init(device)
-            }),
+            rope_cos: cos,
+            rope_sin: sin,
             n_heads: self.n_heads,
         }
     }
 }
 
 impl CausalSelfAttention {
+    /// Projections, then [`rope_causal_attention`] (RoPE, scaled scores, causal mask,
+    /// softmax, mixing, as one op with a closed-form backward), then the output projection.
+    ///
     /// # Shapes
     /// - `x`: `[batch_size, seq_len, d_model]`
     /// - output: `[batch_size, seq_len, d_model]`
@@ -74,19 +87,11 @@ impl CausalSelfAttention {
                 .reshape([batch_size, seq_len, self.n_heads, d_head])
                 .swap_dims(1, 2) // [batch_size, n_heads, seq_len, d_head]
         };
-        let (mut q, mut k, v) = (heads(&self.wq), heads(&self.wk), heads(&self.wv));
-        if let Some(rope) = &self.rope {
-            q = rope.forward(q);
-            k = rope.forward(k);
-        }
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((d_head as f64).sqrt()); // [batch_size, n_heads, seq_len, seq_len]
-        let future = Tensor::<2, Bool>::tril_mask([seq_len, seq_len], 0, &x.device()) // true above the diagonal
-            .unsqueeze::<4>();
-        let weights = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
-        weights
-            .matmul(v) // [batch_size, n_heads, seq_len, d_head]
+        let (q, k, v) = (heads(&self.wq), heads(&self.wk), heads(&self.wv));
+        let cos = self.rope_cos.clone().narrow(0, 0, seq_len); // [seq_len, d_head]
+        let sin = self.rope_sin.clone().narrow(0, 0, seq_len);
+        let scale = 1.0 / (d_head as f64).sqrt();
+        rope_causal_attention(q, k, v, cos, sin, scale) // [batch_size, n_heads, seq_len, d_head]
             .swap_dims(1, 2)
             .reshape([batch_size, seq_len, d_model])
             .matmul(self.wo.val().unsqueeze_dim(0))

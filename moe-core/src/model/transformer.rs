@@ -1,7 +1,6 @@
 //! The Switch decoder-only causal language model.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::block::{Block, FeedForward, Norm};
@@ -235,9 +234,11 @@ impl SwitchTransformer {
 
 /// Mean cross-entropy (nats) of `logits` `[batch_size, seq_len, vocab_size]` against
 /// `targets` `[batch_size, seq_len]`, `[1]`.
+///
+/// One fused op with the closed-form backward `(softmax − onehot) / n`
+/// ([`crate::fused::cross_entropy_mean`]).
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
     let [batch_size, seq_len, vocab_size] = logits.dims();
     let n = batch_size * seq_len;
-    let log_probs = log_softmax(logits.reshape([n, vocab_size]), 1); // [n, vocab_size]
-    log_probs.gather(1, targets.reshape([n, 1])).mean().neg()
+    crate::fused::cross_entropy_mean(logits.reshape([n, vocab_size]), targets.reshape([n]))
 }

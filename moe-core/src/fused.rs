@@ -1,0 +1,343 @@
+//! Fused training ops with hand-written backward passes, as a burn backend extension.
+//!
+//! Under autodiff, burn builds attention and cross-entropy from many small tracked ops (the
+//! softmax alone is max, sub, exp, sum, div, each with its own backward node and full-size
+//! intermediate). These two ops compute the same functions on the inner backend's primitives
+//! — the forward with the backend's fused softmax (burn-flex has a one-pass row kernel) — and
+//! register one backward step each, whose gradients are the closed forms below. Measured
+//! effect: `docs/performance.md`.
+//!
+//! - [`rope_causal_attention`]: `O = softmax(rope(Q)·rope(K)ᵀ·s + M)·V` with RoPE on adjacent
+//!   pairs (docs/model.md) and the causal bias `M` (0 on and below the diagonal, −∞ above).
+//!   Backward (`P` the probabilities, saved): `dV = Pᵀ·dO`, `dP = dO·Vᵀ`,
+//!   `dS = P ⊙ (dP − rowsum(dO ⊙ O))`, `dQ = rope⁻¹(s·dS·K̃)`, `dK = rope⁻¹(dSᵀ·s·Q̃)` with
+//!   `Q̃ = rope(Q)`, `K̃ = rope(K)`; `rope⁻¹` rotates by `−θ`.
+//! - [`cross_entropy_mean`]: `mean_n (logsumexp(x_n) − x_n[t_n])`; backward
+//!   `dx = (softmax(x) − onehot(t)) · g / N`.
+// The `NdArray` selector and impl name burn 0.22's deprecated ndarray backend, which
+// switchyard still offers.
+#![allow(deprecated)]
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Scalar, TensorMetadata};
+use burn::tensor::{IndexingUpdateOp, Int, Shape, Tensor};
+
+/// The fused ops. Every backend uses the default bodies (built from the backend's own ops);
+/// `Autodiff<B, C>` overrides them with a single tracked op and its closed-form backward.
+#[backend_extension(
+    Autodiff,
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    Cube: cfg(feature = "wgpu")
+)]
+pub trait FusedOps: Backend {
+    /// Causal attention with RoPE, see the module docs.
+    ///
+    /// # Shapes
+    /// - `q`, `k`, `v`: `[batch_size, n_heads, seq_len, d_head]`
+    /// - `cos`, `sin`: `[seq_len, d_head]` (RoPE tables, [`rope_tables`])
+    /// - `bias`: `[seq_len, seq_len]` (0 / −∞ causal mask)
+    /// - output: `[batch_size, n_heads, seq_len, d_head]`
+    fn rope_causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        attention_forward::<Self>(q, k, v, &cos, &sin, bias, scale).output
+    }
+
+    /// Mean next-token cross-entropy, see the module docs.
+    ///
+    /// # Shapes
+    /// - `logits`: `[num_tokens, vocab_size]`, `targets`: `[num_tokens, 1]`
+    /// - output: `[1]`
+    fn cross_entropy_mean(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let n = logits.shape().dims::<2>()[0];
+        let dtype = logits.dtype();
+        let max = Self::float_max_dim(logits.clone(), 1); // [n, 1]
+        let shifted = Self::float_sub(logits, max.clone());
+        let lse = Self::float_log(Self::float_sum_dim(Self::float_exp(shifted.clone()), 1)); // [n, 1]
+        let picked = Self::float_gather(1, shifted, targets); // [n, 1]
+        let nll = Self::float_sub(lse, picked);
+        Self::float_div_scalar(Self::float_sum(nll), Scalar::new(n as f64, &dtype))
+    }
+}
+
+#[cfg(feature = "flex")]
+impl FusedOps for burn::backend::Flex {}
+#[cfg(feature = "ndarray")]
+impl FusedOps for burn::backend::NdArray {}
+#[cfg(feature = "wgpu")]
+impl FusedOps for burn::backend::Cube {}
+
+/// The forward's outputs a backward pass needs.
+#[derive(Debug, Clone)]
+struct AttentionSaved<B: Backend> {
+    /// `rope(Q) · s`, `rope(K)`, `V`.
+    qs: FloatTensor<B>,
+    kr: FloatTensor<B>,
+    v: FloatTensor<B>,
+    /// Attention probabilities `[batch, heads, seq, seq]`.
+    probs: FloatTensor<B>,
+    /// The output.
+    output: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+    scale: f64,
+}
+
+fn scalar<B: Backend>(x: &FloatTensor<B>, v: f64) -> Scalar {
+    Scalar::new(v, &x.dtype())
+}
+
+/// `[seq, d]` → `[1, 1, seq, d]`.
+fn lift<B: Backend>(t: &FloatTensor<B>) -> FloatTensor<B> {
+    let [s, d] = t.shape().dims::<2>();
+    B::float_reshape(t.clone(), Shape::new([1, 1, s, d]))
+}
+
+/// Rotates adjacent pairs `(2i, 2i+1)` of the last axis by `±θ`: `x·cos + swap(x)·sin'`, with
+/// `swap` exchanging the two members of every pair and `sin' = (−sin, +sin)` per pair for `+θ`
+/// (`(+sin, −sin)` for `−θ`).
+fn rotate<B: Backend>(
+    x: FloatTensor<B>,
+    cos: &FloatTensor<B>,
+    sin: &FloatTensor<B>,
+    inverse: bool,
+) -> FloatTensor<B> {
+    let shape = x.shape();
+    let dims = shape.dims::<4>();
+    let pairs = B::float_reshape(
+        x.clone(),
+        Shape::new([dims[0], dims[1], dims[2], dims[3] / 2, 2]),
+    );
+    let swapped = B::float_reshape(B::float_flip(pairs, &[4]), shape);
+    let sin = if inverse {
+        B::float_neg(sin.clone())
+    } else {
+        sin.clone()
+    };
+    B::float_add(
+        B::float_mul(x, lift::<B>(cos)),
+        B::float_mul(swapped, lift::<B>(&sin)),
+    )
+}
+
+fn attention_forward<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    cos: &FloatTensor<B>,
+    sin: &FloatTensor<B>,
+    bias: FloatTensor<B>,
+    scale: f64,
+) -> AttentionSaved<B> {
+    let qr = rotate::<B>(q, cos, sin, false);
+    let qs = B::float_mul_scalar(qr.clone(), scalar::<B>(&qr, scale)); // [b, h, t, d]
+    let kr = rotate::<B>(k, cos, sin, false); // [b, h, t, d]
+    let scores = B::float_matmul(qs.clone(), B::float_swap_dims(kr.clone(), 2, 3)); // [b, h, t, t]
+    let [t, _] = bias.shape().dims::<2>();
+    let bias = B::float_reshape(bias, Shape::new([1, 1, t, t]));
+    let probs = B::softmax(B::float_add(scores, bias), 3); // [b, h, t, t]
+    let output = B::float_matmul(probs.clone(), v.clone()); // [b, h, t, d]
+    AttentionSaved {
+        qs,
+        kr,
+        v,
+        probs,
+        output,
+        cos: cos.clone(),
+        sin: sin.clone(),
+        scale,
+    }
+}
+
+/// Gradients of `q`, `k`, `v` from the output gradient `grad`.
+fn attention_backward<B: Backend>(
+    s: AttentionSaved<B>,
+    grad: FloatTensor<B>,
+) -> [FloatTensor<B>; 3] {
+    let d_v = B::float_matmul(B::float_swap_dims(s.probs.clone(), 2, 3), grad.clone()); // [b, h, t, d]
+    let d_p = B::float_matmul(grad.clone(), B::float_swap_dims(s.v, 2, 3)); // [b, h, t, t]
+    let row = B::float_sum_dim(B::float_mul(grad, s.output), 3); // [b, h, t, 1]
+    let d_s = B::float_mul(s.probs, B::float_sub(d_p, row)); // [b, h, t, t]
+    let d_qr = B::float_matmul(d_s.clone(), s.kr); // [b, h, t, d]
+    let d_qr = B::float_mul_scalar(d_qr.clone(), scalar::<B>(&d_qr, s.scale));
+    let d_kr = B::float_matmul(B::float_swap_dims(d_s, 2, 3), s.qs); // [b, h, t, d]
+    let d_q = rotate::<B>(d_qr, &s.cos, &s.sin, true);
+    let d_k = rotate::<B>(d_kr, &s.cos, &s.sin, true);
+    [d_q, d_k, d_v]
+}
+
+impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn rope_causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Attention;
+
+        impl<B: Backend> Backward<B, 3> for Attention {
+            type State = AttentionSaved<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let [d_q, d_k, d_v] = attention_backward::<B>(ops.state, grad);
+                let [q, k, v] = ops.parents;
+                for (parent, g) in [(q, d_q), (k, d_k), (v, d_v)] {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        let (q, q_node) = q.into_parts();
+        let (k, k_node) = k.into_parts();
+        let (v, v_node) = v.into_parts();
+        let saved = attention_forward::<B>(
+            q,
+            k,
+            v,
+            cos.primitive(),
+            sin.primitive(),
+            bias.into_primitive(),
+            scale,
+        );
+        let output = saved.output.clone();
+        match Attention
+            .prepare::<C>([q_node, k_node, v_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(saved, output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn cross_entropy_mean(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct CrossEntropy;
+
+        impl<B: Backend> Backward<B, 1> for CrossEntropy {
+            type State = (FloatTensor<B>, IntTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node); // [1]
+                let [parent] = ops.parents;
+                let Some(node) = parent else { return };
+                let (logits, targets) = ops.state;
+                let [n, _] = logits.shape().dims::<2>();
+                let probs = B::softmax(logits, 1); // [n, vocab]
+                                                   // −1 at each target: a [n, 1] tensor of the probabilities' dtype and device.
+                let picked = B::float_gather(1, probs.clone(), targets.clone());
+                let minus_one = B::float_add_scalar(
+                    B::float_mul_scalar(picked, scalar::<B>(&probs, 0.0)),
+                    scalar::<B>(&probs, -1.0),
+                );
+                let d = B::float_scatter(1, probs, targets, minus_one, IndexingUpdateOp::Add);
+                let factor = B::float_div_scalar(grad, scalar::<B>(&d, n as f64)); // [1]
+                let factor = B::float_reshape(factor, Shape::new([1, 1]));
+                grads.register::<B>(node.id, B::float_mul(d, factor));
+            }
+        }
+
+        let (logits, node) = logits.into_parts();
+        let loss = B::cross_entropy_mean(logits.clone(), targets.clone());
+        match CrossEntropy.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((logits, targets), loss),
+            OpsKind::UnTracked(prep) => prep.finish(loss),
+        }
+    }
+}
+
+/// RoPE tables `cos`, `sin` of shape `[seq_len, d_head]` for positions `0..seq_len`: entry
+/// `(p, 2i)` and `(p, 2i+1)` hold `cos(p·θ_i)`, and `sin'` is `−sin(p·θ_i)` at `2i` and
+/// `+sin(p·θ_i)` at `2i+1`, with `θ_i = 10000^(−2i/d_head)` (docs/model.md).
+pub fn rope_tables(
+    seq_len: usize,
+    d_head: usize,
+    device: &burn::tensor::Device,
+) -> (Tensor<2>, Tensor<2>) {
+    let mut cos = Vec::with_capacity(seq_len * d_head);
+    let mut sin = Vec::with_capacity(seq_len * d_head);
+    for p in 0..seq_len {
+        for i in 0..d_head / 2 {
+            let theta = 10000f64.powf(-2.0 * i as f64 / d_head as f64);
+            let angle = p as f64 * theta;
+            cos.extend([angle.cos() as f32; 2]);
+            sin.extend([-angle.sin() as f32, angle.sin() as f32]);
+        }
+    }
+    let table = |v: Vec<f32>| {
+        Tensor::from_data(burn::tensor::TensorData::new(v, [seq_len, d_head]), device)
+    };
+    (table(cos), table(sin))
+}
+
+/// [`FusedOps::rope_causal_attention`] on tensors (`cos`, `sin`: [`rope_tables`] rows
+/// `0..seq_len`).
+pub fn rope_causal_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    scale: f64,
+) -> Tensor<4> {
+    let [_, _, seq_len, _] = q.dims();
+    let device = q.device();
+    let future =
+        burn::tensor::Tensor::<2, burn::tensor::Bool>::tril_mask([seq_len, seq_len], 0, &device);
+    let bias = Tensor::<2>::zeros([seq_len, seq_len], &device).mask_fill(future, f32::NEG_INFINITY);
+    Tensor::from_dispatch(<Dispatch as FusedOps>::rope_causal_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        bias.into_dispatch(),
+        scale,
+    ))
+}
+
+/// [`FusedOps::cross_entropy_mean`] on tensors.
+///
+/// # Shapes
+/// - `logits`: `[num_tokens, vocab_size]`, `targets`: `[num_tokens]` → `[1]`
+pub fn cross_entropy_mean(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let [n] = targets.dims();
+    Tensor::from_dispatch(<Dispatch as FusedOps>::cross_entropy_mean(
+        logits.into_dispatch(),
+        targets.reshape([n, 1]).into_dispatch(),
+    ))
+}
