@@ -16,7 +16,7 @@ fn fused_attention_equals_the_composed_reference() {
     let (b, h, t, d) = (2, 3, 7, 8);
     let make = |seed: f32| {
         let v: Vec<f32> = (0..b * h * t * d)
-            .map(|i| ((i as f32 * 0.37 + seed).sin() * 1.3))
+            .map(|i| (i as f32 * 0.37 + seed).sin() * 1.3)
             .collect();
         Tensor::<4>::from_data(TensorData::new(v, [b, h, t, d]), &device).require_grad()
     };

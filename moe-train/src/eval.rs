@@ -107,7 +107,7 @@ struct Accumulator {
     floor: f64,
     has_floor: bool,
     /// Per domain: tokens, Σ nll, Σ floor, correct.
-    domains: [(usize, f64, f64, usize); 4],
+    domains: [(usize, f64, f64, usize); Domain::ALL.len()],
     /// Per layer: (layer, counts[domain][expert], Σ dropped tokens, Σ routed tokens).
     routing: Vec<(usize, Vec<Vec<u64>>, f64, usize)>,
 }

@@ -15,7 +15,11 @@
 //! - **text** — English-like sentences with subject–verb number agreement across an optional
 //!   adjective: `<text> these small dogs chase a cat . …`;
 //! - **code** — nested brackets with identifiers: `<code> ( x [ y { } ] ) …`; closing brackets
-//!   are determined by the stack.
+//!   are determined by the stack;
+//! - **facts** — `<fact> ka ri city -> oslo , food of ka ri -> rice , …`: questions about a fixed
+//!   table of 1024 entities × 4 attributes (the same table in every split), asked in two
+//!   templates; the answers are determined by the table (zero entropy) but must be memorised,
+//!   so this domain rewards parameters — what experts add at equal FLOPs.
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -32,15 +36,18 @@ pub enum Domain {
     Text,
     /// Nested brackets with identifiers.
     Code,
+    /// Questions about a fixed table of entity attributes (memorisation).
+    Facts,
 }
 
 impl Domain {
     /// All domains, in id order.
-    pub const ALL: [Domain; 4] = [
+    pub const ALL: [Domain; 5] = [
         Domain::Arithmetic,
         Domain::Records,
         Domain::Text,
         Domain::Code,
+        Domain::Facts,
     ];
 
     /// Lower-case name.
@@ -50,6 +57,7 @@ impl Domain {
             Domain::Records => "records",
             Domain::Text => "text",
             Domain::Code => "code",
+            Domain::Facts => "facts",
         }
     }
 
@@ -59,6 +67,7 @@ impl Domain {
             Domain::Records => "<record>",
             Domain::Text => "<text>",
             Domain::Code => "<code>",
+            Domain::Facts => "<fact>",
         }
     }
 }
@@ -119,6 +128,28 @@ const CLOSE: [&str; 3] = [")", "]", "}"];
 const IDENTS: [&str; 8] = ["x", "y", "z", "w", "i", "j", "k", "n"];
 const PUNCT: [&str; 8] = ["+", "-", "=", ";", "|", "?", "->", "."];
 
+/// Syllables of entity names: an entity is two of them (32² = 1024 entities).
+const SYLLABLES: [&str; 32] = [
+    "ba", "be", "bi", "bu", "da", "de", "di", "du", "fa", "fe", "fi", "fu", "ga", "ge", "gi", "gu",
+    "ka", "ke", "ki", "ku", "la", "le", "li", "lu", "ma", "me", "mi", "mu", "na", "ne", "ni", "nu",
+];
+/// The facts' attributes (indices into [`KEYS`] / [`VALUES`]): city, animal, food, sport.
+const FACT_ATTRIBUTES: [usize; 4] = [1, 3, 4, 6];
+/// Seed of the fact table: fixed, so training and validation ask about the same facts.
+const FACT_TABLE_SEED: u64 = 0x00FA_C7AB_1E00;
+/// Probability that a facts document asks another question after a `,`.
+const FACT_CONTINUE: f64 = 0.6;
+
+/// The value (index into the attribute's [`VALUES`] row) of attribute `attribute` (an index
+/// into [`FACT_ATTRIBUTES`]) of entity `entity` (`0..1024`) in the fixed fact table.
+pub fn fact_value(entity: usize, attribute: usize) -> usize {
+    let mut z = FACT_TABLE_SEED
+        ^ ((entity * FACT_ATTRIBUTES.len() + attribute) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) % VALUES[0].len() as u64) as usize
+}
+
 /// Probability that an arithmetic document goes on after a `;`.
 const ARITH_CONTINUE: f64 = 0.8;
 /// Fields per record and queries after it.
@@ -136,7 +167,7 @@ const CODE_END_PROB: f64 = 0.3;
 /// every word the domains use.
 pub fn vocabulary() -> Vec<&'static str> {
     let mut words = vec![EOS, UNK];
-    words.extend(Domain::ALL.map(Domain::tag));
+    words.extend(Domain::ALL[..4].iter().map(|d| d.tag()));
     words.extend(DIGITS);
     words.extend(PUNCT);
     words.extend(KEYS);
@@ -151,6 +182,11 @@ pub fn vocabulary() -> Vec<&'static str> {
     words.extend(OPEN);
     words.extend(CLOSE);
     words.extend(IDENTS);
+    // Added with the facts domain, at the end so earlier ids keep their meaning.
+    words.push(Domain::Facts.tag());
+    words.push("of");
+    words.push(",");
+    words.extend(SYLLABLES);
     words
 }
 
@@ -196,6 +232,7 @@ pub fn generate(seed: u64, min_tokens: usize) -> Stream {
             Domain::Records => writer.record(),
             Domain::Text => writer.text(),
             Domain::Code => writer.code(),
+            Domain::Facts => writer.facts(),
         }
     }
     writer.stream
@@ -368,6 +405,44 @@ impl Writer {
         plural
     }
 
+    /// Questions about the fixed fact table: per question an entity (two syllables, uniform),
+    /// an attribute (uniform), in one of two templates (`E a -> v` or `a of E -> v`, each
+    /// 1/2), the answer determined by the table; another question follows with probability
+    /// [`FACT_CONTINUE`].
+    fn facts(&mut self) {
+        loop {
+            let attribute_first = self.branch(0.5);
+            let (a, entity) = if attribute_first {
+                let a = self.pick_attribute();
+                self.push("of", 1.0);
+                (a, self.entity())
+            } else {
+                let entity = self.entity();
+                (self.pick_attribute(), entity)
+            };
+            self.push("->", 1.0);
+            self.push(VALUES[FACT_ATTRIBUTES[a]][fact_value(entity, a)], 1.0);
+            self.push(",", 1.0);
+            if !self.branch(FACT_CONTINUE) {
+                self.push(EOS, 1.0);
+                return;
+            }
+        }
+    }
+
+    /// Writes a uniformly drawn attribute word; returns its index in [`FACT_ATTRIBUTES`].
+    fn pick_attribute(&mut self) -> usize {
+        let words: Vec<&'static str> = FACT_ATTRIBUTES.iter().map(|&k| KEYS[k]).collect();
+        self.pick(&words, 1.0)
+    }
+
+    /// Writes an entity's two syllables; returns its index.
+    fn entity(&mut self) -> usize {
+        let first = self.pick(&SYLLABLES, 1.0);
+        let second = self.pick(&SYLLABLES, 1.0);
+        first * SYLLABLES.len() + second
+    }
+
     /// Balanced brackets with identifiers. At depth 0 (after the first group) the document
     /// ends with probability [`CODE_END_PROB`]; inside, the next token is an opening bracket
     /// (0.3, up to [`CODE_MAX_DEPTH`]), an identifier (0.3) or the closing bracket of the
@@ -469,7 +544,7 @@ mod tests {
     fn stated_probabilities_are_distributions_matching_frequencies() {
         let stream = generate(3, 300_000);
         let vocab = vocabulary();
-        let mut contexts: Vec<&str> = vec![";", "."];
+        let mut contexts: Vec<&str> = vec![";", ".", ","];
         contexts.extend(VERBS_SINGULAR);
         contexts.extend(VERBS_PLURAL);
         for context in contexts {
@@ -508,8 +583,41 @@ mod tests {
         }
     }
 
+    /// Facts documents state the table's answers, and an answer costs no entropy.
+    #[test]
+    fn fact_answers_follow_the_table() {
+        let stream = generate(13, 40_000);
+        let vocab = vocabulary();
+        let word = |i: usize| vocab[stream.tokens[i] as usize];
+        let mut seen = 0;
+        for i in 0..stream.tokens.len() {
+            if stream.domains[i] != Domain::Facts || word(i) != "->" {
+                continue;
+            }
+            // `s1 s2 attr ->` or `attr of s1 s2 ->`.
+            let (attr, s1, s2) = if word(i - 3) == "of" {
+                (word(i - 4), word(i - 2), word(i - 1))
+            } else {
+                (word(i - 1), word(i - 3), word(i - 2))
+            };
+            let a = FACT_ATTRIBUTES
+                .iter()
+                .position(|&k| KEYS[k] == attr)
+                .expect("an attribute");
+            let pos = |s: &str| SYLLABLES.iter().position(|&x| x == s).expect("a syllable");
+            let entity = pos(s1) * SYLLABLES.len() + pos(s2);
+            assert_eq!(
+                word(i + 1),
+                VALUES[FACT_ATTRIBUTES[a]][fact_value(entity, a)]
+            );
+            assert_eq!(stream.neg_log_prob[i + 1], 0.0, "the answer is determined");
+            seen += 1;
+        }
+        assert!(seen > 100, "{seen} questions");
+    }
+
     /// The entropy floor is what the closed forms give: a record document has exactly
-    /// `ln 4 (tag) + ln(8·7·6·5) + 4 ln 8 (fields) + 3 ln 4 (queries)` nats.
+    /// `ln 5 (tag) + ln(8·7·6·5) + 4 ln 8 (fields) + 3 ln 4 (queries)` nats.
     #[test]
     fn record_document_entropy_is_closed_form() {
         let stream = generate(11, 20_000);
@@ -525,7 +633,7 @@ mod tests {
                     .map(|&v| v as f64)
                     .sum();
                 let want =
-                    4f64.ln() + (8.0 * 7.0 * 6.0 * 5.0f64).ln() + 4.0 * 8f64.ln() + 3.0 * 4f64.ln();
+                    5f64.ln() + (8.0 * 7.0 * 6.0 * 5.0f64).ln() + 4.0 * 8f64.ln() + 3.0 * 4f64.ln();
                 assert!((nats - want).abs() < 1e-4, "{nats} vs {want}");
             }
             start = end + 1;

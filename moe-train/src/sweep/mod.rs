@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use plan::{check_flop_parity, variants, Kind, SweepFile, Variant};
+pub use plan::{check_flop_parity, variants, Grid, Kind, PolicyVariant, SweepFile, Variant};
 pub use results::collect;
 
 use crate::backend::Backend;
@@ -91,10 +91,15 @@ pub fn run(args: &SweepArgs, out: &mut impl Write) -> anyhow::Result<Vec<(String
         command: command_line(args),
         machine: machine(args.backend),
         data: describe_data(&variants[0]),
-        budget: describe_budget(&sweep.budget, &variants),
+        budget: describe_budget(&sweep, &variants),
         notes: notes(&variants),
     };
-    moe_report::write_report(&dir, &results, &meta)?;
+    let options = moe_report::ReportOptions {
+        baseline: sweep.grid.as_ref().map(|_| grid_baseline(&variants)),
+        flops_basis: moe_report::FlopsBasis::Executed,
+        ..Default::default()
+    };
+    moe_report::write_report_with(&dir, &results, &meta, &options)?;
     writeln!(out, "report: {}", dir.join("report.md").display())?;
     Ok(outcomes)
 }
@@ -225,12 +230,38 @@ fn describe_data(v: &Variant) -> String {
     }
 }
 
-fn describe_budget(budget: &plan::Budget, variants: &[Variant]) -> String {
+/// The speedup baseline of a grid: the widest dense model with the largest budget.
+fn grid_baseline(variants: &[Variant]) -> String {
+    variants
+        .iter()
+        .filter(|v| v.kind == Kind::Dense)
+        .max_by_key(|v| (v.config.model.d_model, v.config.train.steps))
+        .map(|v| v.name.clone())
+        .unwrap_or_default()
+}
+
+fn describe_budget(sweep: &SweepFile, variants: &[Variant]) -> String {
+    if let Some(grid) = &sweep.grid {
+        let t = &variants[0].config.train;
+        return format!(
+            "a grid of {} widths × {} expert counts × {} token budgets ({:?} tokens), batches of \
+             {} × {}, evaluated every {} steps on {} validation batches",
+            grid.d_model.len(),
+            grid.experts.len(),
+            grid.tokens.len(),
+            grid.tokens,
+            t.batch_size,
+            t.seq_len,
+            t.eval_every,
+            t.eval_batches
+        );
+    }
+    let budget = &sweep.budget;
     let t = &variants[0].config.train;
     let given = match (budget.steps, budget.tokens, budget.flops) {
         (Some(s), _, _) => format!("{s} steps"),
         (_, Some(n), _) => format!("{n} tokens"),
-        (_, _, Some(f)) => format!("{f:.3e} training FLOPs"),
+        (_, _, Some(f)) => format!("{f:.3e} executed training FLOPs"),
         _ => String::new(),
     };
     format!(
@@ -241,8 +272,14 @@ fn describe_budget(budget: &plan::Budget, variants: &[Variant]) -> String {
 
 fn notes(variants: &[Variant]) -> Vec<String> {
     let mut notes = vec![
-        "All variants start from the same seed, see the same batches in the same order and \
-         have equal training FLOPs per token apart from the router (checked before training)."
+        "All variants start from the same seed (every parameter two variants share by name and \
+         shape starts with the same values), see the same batches in the same order and have \
+         equal useful training FLOPs per token apart from the router (checked before training)."
+            .to_string(),
+        "The FLOP axis and FLOP speedups count executed FLOPs: useful FLOPs plus the expert \
+         compute spent on empty capacity slots (capacity factor 1.25 pays for 25 % more expert \
+         rows than it fills; `executed_train_flops_per_token` in results.csv), so a variant with a \
+         lower capacity factor is credited with its lower cost."
             .to_string(),
     ];
     notes.push("Plots leave out the step-0 evaluation (the untrained model) so the tails are readable; the tables use every evaluation.".into());

@@ -40,7 +40,12 @@ pub struct SweepFile {
     /// Further variants: a name and overrides on top of the base.
     #[serde(default)]
     pub variants: Vec<CustomVariant>,
-    /// The training budget of every variant.
+    /// A scaling grid (model sizes × expert counts × token budgets) instead of the variants
+    /// above; each cell is one run with its own token budget.
+    #[serde(default)]
+    pub grid: Option<Grid>,
+    /// The training budget of every variant (not used by a grid, whose cells carry theirs).
+    #[serde(default)]
     pub budget: Budget,
     /// Steps between validation evaluations (the points of the curves).
     #[serde(default = "default_eval_every")]
@@ -83,15 +88,35 @@ pub struct PolicyVariant {
     pub balance_coef: Option<f64>,
 }
 
-/// Exactly one of steps, tokens or training FLOPs per variant.
+/// A scaling grid: every combination of width, expert count and token budget is one run.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    /// Model widths; each run has `n_heads = d_model / head_dim` and `d_ff = 4 · d_model`.
+    pub d_model: Vec<usize>,
+    /// Head width of every size. Default: 32.
+    #[serde(default = "default_head_dim")]
+    pub head_dim: usize,
+    /// Expert counts; 0 = the dense model of that size.
+    pub experts: Vec<usize>,
+    /// Training tokens per run.
+    pub tokens: Vec<u64>,
+}
+
+fn default_head_dim() -> usize {
+    32
+}
+
+/// Exactly one of steps, tokens or training FLOPs per variant.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Optimizer steps.
     pub steps: Option<usize>,
     /// Training tokens.
     pub tokens: Option<u64>,
-    /// Training FLOPs (`train_flops_per_token · tokens`).
+    /// Training FLOPs as executed (`executed_train_flops_per_token · tokens`: capacity padding
+    /// counts, so a lower capacity factor buys more steps).
     pub flops: Option<f64>,
 }
 
@@ -140,7 +165,12 @@ pub fn load(path: &Path) -> anyhow::Result<SweepFile> {
         sweep.budget.tokens.is_some(),
         sweep.budget.flops.is_some(),
     ];
-    if given.iter().filter(|&&g| g).count() != 1 {
+    let count = given.iter().filter(|&&g| g).count();
+    if let Some(grid) = &sweep.grid {
+        check_grid(grid, count, path)?;
+        return Ok(sweep);
+    }
+    if count != 1 {
         bail!(
             "sweep file {}: [budget] needs exactly one of steps, tokens, flops",
             path.display()
@@ -172,6 +202,28 @@ pub fn load(path: &Path) -> anyhow::Result<SweepFile> {
     Ok(sweep)
 }
 
+fn check_grid(grid: &Grid, budgets: usize, path: &Path) -> anyhow::Result<()> {
+    let fail = |what: &str| bail!("sweep file {}: [grid] {what}", path.display());
+    if budgets != 0 {
+        return fail("runs carry their own token budgets: leave [budget] out");
+    }
+    if grid.d_model.is_empty() || grid.experts.is_empty() || grid.tokens.is_empty() {
+        return fail("needs at least one d_model, experts and tokens value");
+    }
+    if grid.head_dim == 0
+        || grid
+            .d_model
+            .iter()
+            .any(|&d| d == 0 || d % grid.head_dim != 0)
+    {
+        return fail("d_model values must be positive multiples of head_dim");
+    }
+    if grid.tokens.contains(&0) {
+        return fail("tokens must be positive");
+    }
+    Ok(())
+}
+
 /// Expands the sweep into variants, dense twin first. `data` (from `--data`) overrides the
 /// sweep's data.
 pub fn variants(
@@ -191,6 +243,9 @@ pub fn variants(
         common.push(crate::run_config::data_paths_set(data));
     }
     let base = RunConfig::load(base_path.as_deref(), &common)?;
+    if let Some(grid) = &sweep.grid {
+        return grid_variants(grid, &base, sweep.eval_every);
+    }
     if base.model.num_sparse_layers() == 0 {
         bail!("sweep base has no sparse layer (moe_every = 0); use a switch model as the base");
     }
@@ -298,6 +353,56 @@ pub fn variants(
     Ok(out)
 }
 
+/// One run per (width, experts, tokens) cell of the grid, named `d{d}-e{E}-t{tokens}`.
+fn grid_variants(grid: &Grid, base: &RunConfig, eval_every: usize) -> anyhow::Result<Vec<Variant>> {
+    let mut out = Vec::new();
+    for &d in &grid.d_model {
+        for &e in &grid.experts {
+            for &tokens in &grid.tokens {
+                let mut config = base.clone();
+                let m = &mut config.model;
+                m.d_model = d;
+                m.n_heads = d / grid.head_dim;
+                m.d_ff = 4 * d;
+                if e == 0 {
+                    *m = m.dense_twin();
+                } else {
+                    m.switch.num_experts = e;
+                    if m.moe_every == 0 {
+                        m.moe_every = 2;
+                    }
+                }
+                config.model.validate()?;
+                let name = format!("d{d}-e{e}-t{}", short_count(tokens));
+                let mut v = Variant {
+                    name,
+                    kind: if e == 0 { Kind::Dense } else { Kind::Switch },
+                    config,
+                };
+                let budget = Budget {
+                    tokens: Some(tokens),
+                    ..Budget::default()
+                };
+                apply_budget(&mut v, &budget, eval_every);
+                out.push(v);
+            }
+        }
+    }
+    for v in &out {
+        check_variant_name(&v.name)?;
+    }
+    Ok(out)
+}
+
+/// `256000` → `256k`, `2000000` → `2M`, otherwise the number.
+fn short_count(n: u64) -> String {
+    match n {
+        n if n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
 /// A variant name becomes a directory under the sweep's `--out`: it must be a plain slug.
 pub fn check_variant_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
@@ -319,11 +424,13 @@ pub fn check_variant_name(name: &str) -> anyhow::Result<()> {
 fn apply_budget(v: &mut Variant, budget: &Budget, eval_every: usize) {
     let t = &v.config.train;
     let tokens_per_step = (t.batch_size * t.seq_len * t.grad_accum) as u64;
+    // Executed FLOPs: a variant pays for its empty capacity slots (capacity factor 1.25 costs
+    // more than 1.0), so a FLOPs budget buys it fewer steps.
     let flops_per_token = v
         .config
         .model
         .accounting(t.batch_size, t.seq_len)
-        .train_flops_per_token as f64;
+        .executed_train_flops_per_token as f64;
     let steps = match (budget.steps, budget.tokens, budget.flops) {
         (Some(steps), _, _) => steps,
         (_, Some(tokens), _) => tokens.div_ceil(tokens_per_step) as usize,
@@ -352,6 +459,21 @@ fn gcd(a: usize, b: usize) -> usize {
 /// Rejects variants whose training FLOPs per token (without the router) differ from the dense
 /// twin's; the parameter-matched dense model is exempt by design.
 pub fn check_flop_parity(variants: &[Variant]) -> anyhow::Result<()> {
+    // A grid compares sizes on purpose: parity holds within each width.
+    let mut widths: Vec<usize> = variants.iter().map(|v| v.config.model.d_model).collect();
+    widths.sort();
+    widths.dedup();
+    if widths.len() > 1 {
+        for d in widths {
+            let same: Vec<Variant> = variants
+                .iter()
+                .filter(|v| v.config.model.d_model == d)
+                .cloned()
+                .collect();
+            check_flop_parity(&same)?;
+        }
+        return Ok(());
+    }
     let matched: Vec<(String, u64)> = variants
         .iter()
         .filter(|v| v.kind != Kind::ParamMatchedDense)

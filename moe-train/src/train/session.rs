@@ -116,6 +116,9 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         metrics,
         peak_flops,
     });
+    if trainer.state.step > 0 {
+        trainer.restore_watch()?;
+    }
     let summary = if finalize_only {
         finalize(&mut trainer)?
     } else {

@@ -261,6 +261,27 @@ impl Trainer {
         }
     }
 
+    /// On resume: replays the logged training steps up to the checkpoint (the last record of
+    /// each step) into the router watchdog, so warnings resume where they would have been.
+    pub fn restore_watch(&mut self) -> anyhow::Result<()> {
+        let path = self.run_dir.join("metrics.jsonl");
+        if !path.is_file() {
+            return Ok(());
+        }
+        let mut by_step = std::collections::BTreeMap::new();
+        for record in crate::metrics::read_metrics(&path)? {
+            if let Record::Train(t) = record {
+                if t.step <= self.state.step {
+                    by_step.insert(t.step, t);
+                }
+            }
+        }
+        for t in by_step.values() {
+            let _ = self.watch.observe(t.step, &t.layers);
+        }
+        Ok(())
+    }
+
     /// The model being trained.
     pub fn model(&self) -> &SwitchTransformer {
         self.model
