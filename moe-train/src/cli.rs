@@ -9,6 +9,7 @@ use crate::bench::step::{self, StepBenchArgs};
 use crate::eval_cmd::{self, EvalArgs};
 use crate::generate::{self, GenerateArgs};
 use crate::info::{self, InfoArgs};
+use crate::logits_cmd::{self, LogitsArgs};
 use crate::sweep::{self, SweepArgs};
 use crate::train::{self, TrainArgs};
 
@@ -30,6 +31,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Sample text from a checkpoint.
     Generate(GenerateArgs),
+    /// Logits of given token ids and their greedy continuations, as JSON (for comparing
+    /// implementations).
+    Logits(LogitsArgs),
     /// Data preparation.
     #[command(subcommand)]
     Data(DataCommand),
@@ -72,6 +76,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
         }
         Command::Eval(args) => eval_cmd::run(&args, out).map(|_| 0),
         Command::Generate(args) => generate::run(&args, out).map(|_| 0),
+        Command::Logits(args) => logits_cmd::run(&args, out).map(|_| 0),
         Command::Data(DataCommand::Prepare(args)) => {
             let report = moe_data::prepare::run(&args)?;
             write!(out, "{}", report.summary())?;
