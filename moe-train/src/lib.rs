@@ -16,6 +16,7 @@ pub mod eval;
 pub mod eval_cmd;
 pub mod fsutil;
 pub mod generate;
+pub mod hf;
 pub mod info;
 pub mod logits_cmd;
 pub mod memory;
