@@ -54,7 +54,7 @@ pub struct ImportSummary {
 /// a step-0 checkpoint (weights, an empty optimizer state) that `eval`, `generate`, `logits`
 /// and `export` read.
 pub fn run(args: &ImportArgs, out: &mut impl Write) -> anyhow::Result<ImportSummary> {
-    let Format::Hf = args.format;
+    let Format::Hf = args.format; // the only format so far
     ensure_new_or_empty(&args.out)?;
     let config_path = args.dir.join(files::CONFIG);
     let hf: HfConfig = serde_json::from_slice(
