@@ -34,6 +34,7 @@ fn every_preset_loads_validates_and_builds() {
     for name in [
         "tiny.toml",
         "tiny-dense.toml",
+        "tiny-swiglu.toml",
         "small.toml",
         "switch-base-mini.toml",
     ] {

@@ -8,7 +8,9 @@ use crate::bench::routing::{self, RoutingBenchArgs};
 use crate::bench::step::{self, StepBenchArgs};
 use crate::eval_cmd::{self, EvalArgs};
 use crate::generate::{self, GenerateArgs};
+use crate::hf::{self, ExportArgs, ImportArgs};
 use crate::info::{self, InfoArgs};
+use crate::logits_cmd::{self, LogitsArgs};
 use crate::sweep::{self, SweepArgs};
 use crate::train::{self, TrainArgs};
 
@@ -30,6 +32,13 @@ pub enum Command {
     Eval(EvalArgs),
     /// Sample text from a checkpoint.
     Generate(GenerateArgs),
+    /// Logits of given token ids and their greedy continuations, as JSON (for comparing
+    /// implementations).
+    Logits(LogitsArgs),
+    /// Write a checkpoint as a Hugging Face transformers model folder (Qwen2-MoE).
+    Export(ExportArgs),
+    /// Read a Hugging Face transformers model folder (Qwen2-MoE) into a run directory.
+    Import(ImportArgs),
     /// Data preparation.
     #[command(subcommand)]
     Data(DataCommand),
@@ -75,6 +84,9 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
         }
         Command::Eval(args) => eval_cmd::run(&args, out).map(|_| 0),
         Command::Generate(args) => generate::run(&args, out).map(|_| 0),
+        Command::Logits(args) => logits_cmd::run(&args, out).map(|_| 0),
+        Command::Export(args) => hf::export::run(&args, out).map(|_| 0),
+        Command::Import(args) => hf::import::run(&args, out).map(|_| 0),
         Command::Data(DataCommand::Prepare(args)) => {
             let report = moe_data::prepare::run(&args)?;
             write!(out, "{}", report.summary())?;

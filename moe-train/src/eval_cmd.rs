@@ -25,6 +25,10 @@ pub struct EvalArgs {
     /// Batches to evaluate (default: the run's train.eval_batches).
     #[arg(long)]
     pub batches: Option<usize>,
+    /// Route without capacity limits (every token reaches its experts), as dropless MoE
+    /// implementations such as transformers do; default: the eval capacity factor.
+    #[arg(long)]
+    pub dropless: bool,
     /// Print the record as JSON.
     #[arg(long)]
     pub json: bool,
@@ -39,7 +43,10 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> 
         args.batches != Some(0),
         "--batches 0: evaluate at least 1 batch (leave it out for the run's train.eval_batches)"
     );
-    let loaded = checkpoint::load(&checkpoint::resolve(&args.run, args.best)?)?;
+    let mut loaded = checkpoint::load(&checkpoint::resolve(&args.run, args.best)?)?;
+    if args.dropless {
+        loaded.config.model.switch.dropless = true;
+    }
     let config = &loaded.config;
     let t = &config.train;
     let device = args.backend.device()?;
@@ -77,7 +84,7 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> 
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?;
     } else {
-        print(&record, loaded.dir.display(), out)?;
+        print(&record, loaded.dir.display(), args.dropless, out)?;
     }
     Ok(record)
 }
@@ -85,6 +92,7 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> 
 fn print(
     r: &EvalRecord,
     source: impl std::fmt::Display,
+    dropless: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     writeln!(
@@ -113,9 +121,14 @@ fn print(
     for layer in &r.routing {
         writeln!(
             out,
-            "layer {}: dropped {:.2}% at the eval capacity factor",
+            "layer {}: dropped {:.2}% {}",
             layer.layer,
-            layer.dropped_fraction * 100.0
+            layer.dropped_fraction * 100.0,
+            if dropless {
+                "(dropless)"
+            } else {
+                "at the eval capacity factor"
+            }
         )?;
         if layer.counts.is_empty() {
             continue;

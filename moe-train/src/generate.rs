@@ -101,14 +101,26 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<String> 
     Ok(text)
 }
 
+/// The most likely token: the largest logit, the lowest id among equal ones (as `argmax` in
+/// PyTorch and transformers' greedy search).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in logits.iter().enumerate() {
+        if v.total_cmp(&logits[best]).is_gt() {
+            best = i;
+        }
+    }
+    best as u32
+}
+
 /// Draws a token from `logits` at `temperature` among the `top_k` most likely (0 = all);
-/// temperature 0 is the argmax.
+/// temperature 0 is the [`argmax`].
 pub fn sample(logits: &[f32], temperature: f64, top_k: usize, rng: &mut StdRng) -> u32 {
+    if temperature == 0.0 {
+        return argmax(logits);
+    }
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    if temperature == 0.0 {
-        return order[0] as u32;
-    }
     let k = if top_k == 0 {
         order.len()
     } else {
@@ -140,6 +152,11 @@ mod tests {
         let logits = [0.0, 3.0, 1.0, 2.9];
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(sample(&logits, 0.0, 0, &mut rng), 1);
+        assert_eq!(
+            argmax(&[1.0, 5.0, 5.0, -2.0]),
+            1,
+            "lowest id among equal logits"
+        );
         for _ in 0..200 {
             let t = sample(&logits, 1.0, 2, &mut rng);
             assert!(t == 1 || t == 3, "top-2 only: {t}");
