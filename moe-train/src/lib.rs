@@ -17,6 +17,7 @@ pub mod eval_cmd;
 pub mod fsutil;
 pub mod generate;
 pub mod info;
+pub mod knn;
 pub mod memory;
 pub mod metrics;
 pub mod optim;
