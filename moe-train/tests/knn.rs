@@ -160,6 +160,8 @@ fn lambda_zero_reproduces_plain_eval_exactly() {
         "1,8",
         "--lambda",
         "0,0.25",
+        "--temperature",
+        "1,10",
     ]);
     let knn = mixed.knn.expect("a kNN record");
     assert_eq!(
@@ -170,7 +172,7 @@ fn lambda_zero_reproduces_plain_eval_exactly() {
     for p in knn.results.iter().filter(|p| p.lambda == 0.0) {
         assert_eq!(p.ce, plain.record.ce, "λ = 0, k = {}", p.k);
     }
-    assert_eq!(knn.results.len(), 4, "k × λ");
+    assert_eq!(knn.results.len(), 8, "k × T × λ");
     assert_eq!(knn.tokens, plain.record.tokens);
 }
 

@@ -34,8 +34,9 @@ pub struct KnnBenchArgs {
     /// Neighbours per query.
     #[arg(long, default_value_t = 64)]
     pub k: usize,
-    /// HNSW search candidate list sizes to try (one index build each; each ≥ k).
-    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
+    /// HNSW search candidate list sizes to try (one index build each; each ≥ k; give the
+    /// flag with no value for exact search alone).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "64,128,256")]
     pub ef_search: Vec<usize>,
     /// HNSW build candidate list size.
     #[arg(long, default_value_t = 100)]

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use super::datastore::Datastore;
 use super::fingerprint::ModelFingerprint;
 use super::hnsw::{HnswIndex, HnswParams};
-use super::score::{KnnRecord, KnnScorer};
+use super::score::{KnnRecord, KnnScorer, Sweep};
 use super::search::{ExactSearch, NeighbourSearch, Selection};
 use crate::Backend;
 
@@ -36,9 +36,10 @@ pub struct KnnEvalArgs {
     /// same pass.
     #[arg(long, value_delimiter = ',', default_value = "0.25")]
     pub lambda: Vec<f64>,
-    /// Temperature T of p_kNN = softmax(−distance / T).
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f64,
+    /// Temperature T of p_kNN = softmax(−distance / T); a list (`1,10`) is swept in the same
+    /// pass.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub temperature: Vec<f64>,
     /// Neighbour search: exact, or an approximate HNSW graph for large datastores.
     #[arg(long, value_enum, default_value_t = IndexKind::Exact)]
     pub knn_index: IndexKind,
@@ -68,11 +69,12 @@ impl KnnEvalArgs {
         if let Some(l) = self.lambda.iter().find(|l| !(0.0..=1.0).contains(*l)) {
             problems.push(format!("--lambda {l}: λ must be in [0, 1]"));
         }
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            problems.push(format!(
-                "--temperature {}: must be a positive number",
-                self.temperature
-            ));
+        if let Some(t) = self
+            .temperature
+            .iter()
+            .find(|t| !(**t > 0.0 && t.is_finite()))
+        {
+            problems.push(format!("--temperature {t}: must be a positive number"));
         }
         if self.knn_chunk == 0 {
             problems.push("--knn-chunk 0: use at least 1 key per product".into());
@@ -131,13 +133,12 @@ impl KnnEvalArgs {
                 },
             )),
         };
-        KnnScorer::new(
-            search,
-            store.values(),
-            &self.k,
-            &self.lambda,
-            self.temperature,
-        )
+        let sweep = Sweep {
+            ks: self.k.clone(),
+            temperatures: self.temperature.clone(),
+            lambdas: self.lambda.clone(),
+        };
+        KnnScorer::new(search, store.values(), sweep)
     }
 }
 
@@ -145,8 +146,8 @@ impl KnnEvalArgs {
 pub fn print(r: &KnnRecord, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "kNN-LM: datastore {} ({} entries), {} search, T = {}, {:.0} queries/s ({:.1} s searching)",
-        r.datastore, r.entries, r.index, r.temperature, r.queries_per_s, r.search_s
+        "kNN-LM: datastore {} ({} entries), {} search, {:.0} queries/s ({:.1} s searching)",
+        r.datastore, r.entries, r.index, r.queries_per_s, r.search_s
     )?;
     if let Some(s) = r.index_build_s {
         writeln!(out, "  HNSW index built in {s:.1} s")?;
@@ -160,15 +161,15 @@ pub fn print(r: &KnnRecord, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "  {:>6} {:>6} {:>9} {:>11}",
-        "k", "λ", "ce", "perplexity"
+        "  {:>6} {:>6} {:>6} {:>9} {:>11}",
+        "k", "T", "λ", "ce", "perplexity"
     )?;
     for p in &r.results {
         let mark = if p == &r.best { "  ← best" } else { "" };
         writeln!(
             out,
-            "  {:>6} {:>6} {:>9.4} {:>11.3}{mark}",
-            p.k, p.lambda, p.ce, p.perplexity
+            "  {:>6} {:>6} {:>6} {:>9.4} {:>11.3}{mark}",
+            p.k, p.temperature, p.lambda, p.ce, p.perplexity
         )?;
     }
     Ok(())

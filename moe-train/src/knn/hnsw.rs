@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use instant_distance::{Builder, HnswMap, Point, Search};
 
 use super::datastore::Datastore;
-use super::search::{NeighbourSearch, Neighbours};
+use super::search::{squared_l2, NeighbourSearch, Neighbours};
 
 /// HNSW build and search settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +30,7 @@ struct Key(Box<[f32]>);
 
 impl Point for Key {
     fn distance(&self, other: &Self) -> f32 {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum()
+        squared_l2(&self.0, &other.0)
     }
 }
 

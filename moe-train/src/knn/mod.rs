@@ -16,6 +16,6 @@ pub mod writer;
 pub use datastore::{Datastore, DatastoreError, DatastoreMeta, KeyDtype};
 pub use fingerprint::ModelFingerprint;
 pub use hnsw::{HnswIndex, HnswParams};
-pub use score::{interpolate, knn_log_prob, KnnPoint, KnnRecord, KnnScorer};
+pub use score::{interpolate, knn_log_prob, KnnPoint, KnnRecord, KnnScorer, Sweep};
 pub use search::{brute_force, ExactSearch, NeighbourSearch, Neighbours, Selection};
 pub use writer::DatastoreWriter;

@@ -1,6 +1,7 @@
 //! kNN-LM scoring (Khandelwal et al. 2020, eq. 1–2): `p = λ·p_kNN + (1 − λ)·p_LM`, with
 //! `p_kNN(y) ∝ Σ_{neighbours i with value y} exp(−d_i / T)`, mixed in log space, accumulated
-//! for every `(k, λ)` of a sweep in one pass over the evaluation data.
+//! for every `(k, T, λ)` of a sweep in one pass over the evaluation data (one search per
+//! batch, with the largest k).
 
 use std::time::Instant;
 
@@ -53,11 +54,30 @@ pub fn interpolate(lm: f64, knn: f64, lambda: f64) -> f64 {
     max + ((a - max).exp() + (b - max).exp()).ln()
 }
 
+/// The values swept in one pass: every combination is scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    /// Neighbours used (the nearest `k` of the `max(ks)` searched), each ≥ 1.
+    pub ks: Vec<usize>,
+    /// Softmax temperatures of p_kNN, each > 0.
+    pub temperatures: Vec<f64>,
+    /// Interpolation weights of p_kNN, each in [0, 1].
+    pub lambdas: Vec<f64>,
+}
+
+impl Sweep {
+    fn len(&self) -> usize {
+        self.ks.len() * self.temperatures.len() * self.lambdas.len()
+    }
+}
+
 /// One point of the sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KnnPoint {
     /// Neighbours used.
     pub k: usize,
+    /// Softmax temperature T of p_kNN.
+    pub temperature: f64,
     /// Interpolation weight of p_kNN.
     pub lambda: f64,
     /// Cross-entropy of the mixture, nats/token.
@@ -75,15 +95,13 @@ pub struct KnnRecord {
     pub entries: usize,
     /// `exact` or `hnsw`.
     pub index: String,
-    /// Softmax temperature T of p_kNN.
-    pub temperature: f64,
     /// Predicted tokens.
     pub tokens: usize,
     /// The model alone: cross-entropy (equal to the plain evaluation's `ce`) and perplexity.
     pub lm_ce: f64,
     /// `exp(lm_ce)`.
     pub lm_perplexity: f64,
-    /// Every `(k, λ)` of the sweep, k-major.
+    /// Every `(k, T, λ)` of the sweep, in that nesting order.
     pub results: Vec<KnnPoint>,
     /// The lowest cross-entropy of the sweep.
     pub best: KnnPoint,
@@ -98,15 +116,13 @@ pub struct KnnRecord {
     pub queries_per_s: f64,
 }
 
-/// Accumulates the mixture's negative log-likelihood for each `(k, λ)` over evaluation
+/// Accumulates the mixture's negative log-likelihood for each `(k, T, λ)` over evaluation
 /// batches, searching once per batch with the largest k.
 pub struct KnnScorer<'a> {
     search: Box<dyn NeighbourSearch + 'a>,
     values: &'a [u32],
-    ks: Vec<usize>,
-    lambdas: Vec<f64>,
-    temperature: f64,
-    /// Σ −ln p per `(k, λ)`, `[ks.len(), lambdas.len()]`.
+    sweep: Sweep,
+    /// Σ −ln p per point, `[ks, temperatures, lambdas]` row-major.
     sums: Vec<f64>,
     lm_sum: f64,
     tokens: usize,
@@ -115,22 +131,14 @@ pub struct KnnScorer<'a> {
 }
 
 impl<'a> KnnScorer<'a> {
-    /// A scorer over the datastore whose next tokens are `values`, for every `k` of `ks`
-    /// and `λ` of `lambdas` (both validated by the caller: k ≥ 1, 0 ≤ λ ≤ 1, T > 0).
-    pub fn new(
-        search: Box<dyn NeighbourSearch + 'a>,
-        values: &'a [u32],
-        ks: &[usize],
-        lambdas: &[f64],
-        temperature: f64,
-    ) -> Self {
+    /// A scorer over the datastore whose next tokens are `values`, for every point of
+    /// `sweep` (validated by the caller).
+    pub fn new(search: Box<dyn NeighbourSearch + 'a>, values: &'a [u32], sweep: Sweep) -> Self {
         Self {
             search,
             values,
-            ks: ks.to_vec(),
-            lambdas: lambdas.to_vec(),
-            temperature,
-            sums: vec![0.0; ks.len() * lambdas.len()],
+            sums: vec![0.0; sweep.len()],
+            sweep,
             lm_sum: 0.0,
             tokens: 0,
             found: 0,
@@ -141,7 +149,7 @@ impl<'a> KnnScorer<'a> {
     /// Scores one evaluation batch.
     pub fn observe(&mut self, batch: BatchView<'_>) {
         let start = Instant::now();
-        let k_max = self.ks.iter().copied().max().unwrap_or(1);
+        let k_max = self.sweep.ks.iter().copied().max().unwrap_or(1);
         let neighbours = self.search.search(batch.ffn_input, k_max);
         self.search_s += start.elapsed().as_secs_f64();
         let mut tokens = Vec::with_capacity(neighbours.k);
@@ -152,11 +160,15 @@ impl<'a> KnnScorer<'a> {
             let lm = -(nll as f64);
             self.lm_sum += nll as f64;
             self.found += tokens.contains(&target) as usize;
-            for (a, &k) in self.ks.iter().enumerate() {
+            let mut point = 0;
+            for &k in &self.sweep.ks {
                 let k = k.min(neighbours.k);
-                let knn = knn_log_prob(&distances[..k], &tokens[..k], target, self.temperature);
-                for (b, &lambda) in self.lambdas.iter().enumerate() {
-                    self.sums[a * self.lambdas.len() + b] -= interpolate(lm, knn, lambda);
+                for &t in &self.sweep.temperatures {
+                    let knn = knn_log_prob(&distances[..k], &tokens[..k], target, t);
+                    for &lambda in &self.sweep.lambdas {
+                        self.sums[point] -= interpolate(lm, knn, lambda);
+                        point += 1;
+                    }
                 }
             }
         }
@@ -167,27 +179,30 @@ impl<'a> KnnScorer<'a> {
     pub fn finish(self, datastore: String, entries: usize) -> KnnRecord {
         let n = self.tokens.max(1) as f64;
         let mut results = Vec::new();
-        for (a, &k) in self.ks.iter().enumerate() {
-            for (b, &lambda) in self.lambdas.iter().enumerate() {
-                let ce = self.sums[a * self.lambdas.len() + b] / n;
-                results.push(KnnPoint {
-                    k,
-                    lambda,
-                    ce,
-                    perplexity: ce.exp(),
-                });
+        let mut sums = self.sums.iter();
+        for &k in &self.sweep.ks {
+            for &temperature in &self.sweep.temperatures {
+                for &lambda in &self.sweep.lambdas {
+                    let ce = sums.next().expect("one sum per point") / n;
+                    results.push(KnnPoint {
+                        k,
+                        temperature,
+                        lambda,
+                        ce,
+                        perplexity: ce.exp(),
+                    });
+                }
             }
         }
         let best = results
             .iter()
             .min_by(|x, y| x.ce.total_cmp(&y.ce))
             .cloned()
-            .expect("at least one k and one λ");
+            .expect("at least one point");
         KnnRecord {
             datastore,
             entries,
             index: self.search.name().into(),
-            temperature: self.temperature,
             tokens: self.tokens,
             lm_ce: self.lm_sum / n,
             lm_perplexity: (self.lm_sum / n).exp(),
