@@ -74,10 +74,54 @@ pub fn run(args: &KnnBuildArgs, out: &mut impl Write) -> anyhow::Result<BuildSum
         "--max-tokens 0: store at least one window (leave it out for the whole stream)"
     );
     let loaded = checkpoint::load(&checkpoint::resolve(&args.run, args.best)?)?;
-    let config = &loaded.config;
-    let (seq_len, batch_size) = (config.train.seq_len, config.train.batch_size);
-    let fingerprint = ModelFingerprint::of(&loaded)?;
     let (split, source) = source_split(args, &loaded)?;
+    let meta = describe(args, &loaded, &split, source)?;
+    let target = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(args, &loaded));
+    let (count, key_dim, bytes) = (meta.count, meta.key_dim, datastore_bytes(&meta));
+    writeln!(
+        out,
+        "building {count} keys ({} windows × {}) from {}: keys {count} × {key_dim} × {} B + \
+         values {count} × 4 B = {:.1} MiB → {}",
+        meta.windows,
+        meta.seq_len,
+        meta.source,
+        args.dtype.npy().size(),
+        bytes as f64 / (1 << 20) as f64,
+        target.display()
+    )?;
+    let start = Instant::now();
+    let written = write_keys(args, &loaded, &split, meta, &target)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let summary = BuildSummary {
+        out: written,
+        count,
+        key_dim,
+        bytes,
+        seconds,
+        tokens_per_s: count as f64 / seconds.max(1e-9),
+    };
+    writeln!(
+        out,
+        "wrote {count} keys to {} in {seconds:.1} s ({:.0} tokens/s)",
+        summary.out.display(),
+        summary.tokens_per_s
+    )?;
+    Ok(summary)
+}
+
+/// The datastore's description: the first whole windows of `split` (all, or as many as
+/// `--max-tokens` holds) and the checkpoint they come from.
+fn describe(
+    args: &KnnBuildArgs,
+    loaded: &checkpoint::Loaded,
+    split: &TokenSplit,
+    source: String,
+) -> anyhow::Result<DatastoreMeta> {
+    let config = &loaded.config;
+    let seq_len = config.train.seq_len;
     let available = split.num_windows(seq_len);
     let windows = args
         .max_tokens
@@ -91,59 +135,21 @@ pub fn run(args: &KnnBuildArgs, out: &mut impl Write) -> anyhow::Result<BuildSum
             .unwrap_or_default(),
         seq_len + 1
     );
-    let meta = DatastoreMeta {
+    Ok(DatastoreMeta {
         format: FORMAT.into(),
         version: VERSION,
         count: windows * seq_len,
         key_dim: config.model.d_model,
         key_dtype: args.dtype,
         vocab_size: config.model.vocab_size,
-        model: fingerprint,
+        model: ModelFingerprint::of(loaded)?,
         key: "last_ffn_input".into(),
         seq_len,
-        batch_size,
+        batch_size: config.train.batch_size,
         source,
         source_tokens: split.tokens.len(),
         windows,
-    };
-    let target = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(args, &loaded));
-    let bytes = datastore_bytes(&meta);
-    writeln!(
-        out,
-        "building {} keys ({} windows × {seq_len}) from {}: keys {} × {} × {} B + values {} × 4 B = {:.1} MiB → {}",
-        meta.count,
-        windows,
-        meta.source,
-        meta.count,
-        meta.key_dim,
-        args.dtype.npy().size(),
-        meta.count,
-        bytes as f64 / (1 << 20) as f64,
-        target.display()
-    )?;
-    let start = Instant::now();
-    let written = write_keys(args, &loaded, &split, meta, &target)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let summary = BuildSummary {
-        out: written,
-        count: windows * seq_len,
-        key_dim: config.model.d_model,
-        bytes,
-        seconds,
-        tokens_per_s: (windows * seq_len) as f64 / seconds.max(1e-9),
-    };
-    writeln!(
-        out,
-        "wrote {} keys to {} in {:.1} s ({:.0} tokens/s)",
-        summary.count,
-        summary.out.display(),
-        seconds,
-        summary.tokens_per_s
-    )?;
-    Ok(summary)
+    })
 }
 
 /// Bytes of `keys.npy` and `vals.npy` data (headers aside).
