@@ -176,6 +176,24 @@ fn lambda_zero_reproduces_plain_eval_exactly() {
     assert_eq!(knn.tokens, plain.record.tokens);
 }
 
+/// `eval --knn-index hnsw` on the train-split datastore: the same sweep as exact search, close
+/// to it (recall is near 1 on a store this small), and λ = 0 still the plain evaluation.
+#[test]
+fn hnsw_eval_is_close_to_exact_eval() {
+    let f = fixture();
+    let store = f.dir.join("store-hnsw-eval");
+    knn_build(&["--run", &s(&f.run), "--out", &s(&store)]).expect("build");
+    let args = ["--run", &s(&f.run), "--knn", &s(&store), "--k", "8", "--lambda", "0,0.5"];
+    let exact = eval(&args).knn.expect("exact");
+    let hnsw_args = [&args[..], &["--knn-index", "hnsw", "--ef-search", "64"]].concat();
+    let hnsw = eval(&hnsw_args).knn.expect("hnsw");
+    assert_eq!((exact.index.as_str(), hnsw.index.as_str()), ("exact", "hnsw"));
+    assert!(hnsw.index_build_s.is_some() && exact.index_build_s.is_none());
+    assert_eq!(hnsw.results[0].ce, exact.results[0].ce, "λ = 0");
+    let (a, b) = (exact.results[1].ce, hnsw.results[1].ce);
+    assert!((a - b).abs() < 0.02 * a, "λ = 0.5: exact {a}, hnsw {b}");
+}
+
 #[test]
 fn the_evaluation_text_as_datastore_with_k1_drives_ce_to_zero() {
     let f = fixture();

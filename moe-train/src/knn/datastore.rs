@@ -70,7 +70,7 @@ pub struct DatastoreMeta {
     pub batch_size: usize,
     /// What the keys were built from: `train split` or the `--data` paths.
     pub source: String,
-    /// Tokens in the source stream (the keys cover the first `count + windows` of them).
+    /// Tokens in the source stream (contexts and values use its first `count + 1`).
     pub source_tokens: usize,
     /// Windows of `seq_len` used.
     pub windows: usize,
