@@ -10,6 +10,8 @@ use crate::eval_cmd::{self, EvalArgs};
 use crate::generate::{self, GenerateArgs};
 use crate::hf::{self, ExportArgs, ImportArgs};
 use crate::info::{self, InfoArgs};
+use crate::knn::bench::{self as knn_bench, KnnBenchArgs};
+use crate::knn::build::{self as knn_build, KnnBuildArgs};
 use crate::logits_cmd::{self, LogitsArgs};
 use crate::sweep::{self, SweepArgs};
 use crate::train::{self, TrainArgs};
@@ -42,6 +44,10 @@ pub enum Command {
     /// Data preparation.
     #[command(subcommand)]
     Data(DataCommand),
+    /// kNN-LM datastores: build one from a checkpoint, benchmark exact vs approximate search
+    /// (evaluate with `eval --knn`).
+    #[command(subcommand)]
+    Knn(KnnCommand),
     /// Train a dense twin and switch variants on the same data and budget; report the curves.
     Sweep(SweepArgs),
     /// Parameters, FLOPs per token and memory of a model config and its dense twin.
@@ -57,6 +63,16 @@ pub enum DataCommand {
     /// Clean text for training: HTML to text, quality rules, block list, exact and
     /// near-duplicate removal, test-set decontamination (docs/data-prepare.md).
     Prepare(moe_data::prepare::PrepareArgs),
+}
+
+/// `moe-train knn …`.
+#[derive(Debug, Subcommand)]
+pub enum KnnCommand {
+    /// Store the hidden state entering the last FFN (keys) and the next token (values) for
+    /// every position of the train split or of --data (docs/knn.md).
+    Build(KnnBuildArgs),
+    /// Exact against HNSW search on a datastore: build time, queries/s, recall@k.
+    Bench(KnnBenchArgs),
 }
 
 /// `moe-train bench …`.
@@ -92,6 +108,8 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
             write!(out, "{}", report.summary())?;
             Ok(0)
         }
+        Command::Knn(KnnCommand::Build(args)) => knn_build::run(&args, out).map(|_| 0),
+        Command::Knn(KnnCommand::Bench(args)) => knn_bench::run(&args, out).map(|_| 0),
         Command::Sweep(mut args) => {
             args.stop = train::install_signal_handlers();
             sweep::run(&args, out)?;

@@ -25,6 +25,41 @@ pub fn evaluate(
     device: &Device,
     step: usize,
 ) -> EvalRecord {
+    evaluate_observed(
+        model,
+        split,
+        seq_len,
+        batch_size,
+        max_batches,
+        device,
+        step,
+        None,
+    )
+}
+
+/// One evaluation batch as an observer (kNN-LM scoring) sees it; every per-token field is in
+/// the order `row · seq_len + position`.
+pub struct BatchView<'a> {
+    /// The last block's FFN input after its norm, `[rows · seq_len, d_model]`.
+    pub ffn_input: Tensor<2>,
+    /// `−ln p_LM(target)` per predicted token, as the plain evaluation sums it.
+    pub nll: &'a [f32],
+    /// The predicted tokens.
+    pub targets: Vec<u32>,
+}
+
+/// [`evaluate`], handing each batch's hidden states and per-token losses to `observer`.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_observed(
+    model: &SwitchTransformer,
+    split: &TokenSplit,
+    seq_len: usize,
+    batch_size: usize,
+    max_batches: usize,
+    device: &Device,
+    step: usize,
+    mut observer: Option<&mut dyn FnMut(BatchView<'_>)>,
+) -> EvalRecord {
     let windows = split.num_windows(seq_len).min(max_batches * batch_size);
     let mut acc = Accumulator::default();
     let mut start = 0;
@@ -32,8 +67,25 @@ pub fn evaluate(
         let rows = batch_size.min(windows - start);
         let starts: Vec<usize> = (start..start + rows).map(|w| w * seq_len).collect();
         let batch = make_batch(split, starts, seq_len, device);
-        let out = model.forward(batch.inputs, Mode::Eval);
+        let mut out = match observer {
+            Some(_) => model.forward_with_last_ffn_input(batch.inputs, Mode::Eval),
+            None => model.forward(batch.inputs, Mode::Eval),
+        };
+        let ffn_input = out.last_ffn_input.take();
         let per_token = token_results(out.logits, batch.targets);
+        if let (Some(observe), Some(hidden)) = (observer.as_mut(), ffn_input) {
+            let [_, _, d_model] = hidden.dims();
+            let targets = batch
+                .starts
+                .iter()
+                .flat_map(|&s| split.tokens[s + 1..s + 1 + seq_len].iter().copied())
+                .collect();
+            observe(BatchView {
+                ffn_input: hidden.reshape([rows * seq_len, d_model]), // [rows · seq_len, d_model]
+                nll: &per_token.nll,
+                targets,
+            });
+        }
         let routing: Vec<LayerCall> = out
             .routing
             .iter()

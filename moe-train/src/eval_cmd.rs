@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use crate::backend::Backend;
 use crate::checkpoint;
 use crate::data::{text, tokenizer, Dataset, TokenSplit};
-use crate::eval::evaluate;
+use crate::eval::{evaluate_observed, BatchView};
+use crate::knn::eval::{self as knn_eval, KnnEvalArgs};
+use crate::knn::{KnnRecord, ModelFingerprint};
 use crate::metrics::EvalRecord;
 
 /// `moe-train eval` arguments.
@@ -35,15 +37,30 @@ pub struct EvalArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = Backend::DEFAULT)]
     pub backend: Backend,
+    /// kNN-LM interpolation (docs/knn.md).
+    #[command(flatten)]
+    pub knn: KnnEvalArgs,
+}
+
+/// What `moe-train eval` measured.
+#[derive(Debug, Clone)]
+pub struct EvalOutcome {
+    /// The plain evaluation.
+    pub record: EvalRecord,
+    /// With `--knn`: the kNN-LM sweep.
+    pub knn: Option<KnnRecord>,
 }
 
 /// Evaluates and prints the result.
-pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> {
+pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalOutcome> {
     anyhow::ensure!(
         args.batches != Some(0),
         "--batches 0: evaluate at least 1 batch (leave it out for the run's train.eval_batches)"
     );
+    args.knn.validate()?;
     let mut loaded = checkpoint::load(&checkpoint::resolve(&args.run, args.best)?)?;
+    // The datastore is matched against the checkpoint as saved (before `--dropless`).
+    let fingerprint = ModelFingerprint::of(&loaded)?;
     if args.dropless {
         loaded.config.model.switch.dropless = true;
     }
@@ -72,7 +89,21 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> 
         t.seq_len + 1
     );
     let batches = args.batches.unwrap_or(t.eval_batches);
-    let record = evaluate(
+    let store = match &args.knn.knn {
+        Some(_) => args
+            .knn
+            .open(&fingerprint, config.model.d_model)?,
+        None => None,
+    };
+    let mut scorer = store
+        .as_ref()
+        .map(|s| args.knn.scorer(s, args.backend, &device));
+    let mut observe = |batch: BatchView<'_>| {
+        if let Some(scorer) = scorer.as_mut() {
+            scorer.observe(batch);
+        }
+    };
+    let record = evaluate_observed(
         &model,
         &split,
         t.seq_len,
@@ -80,13 +111,26 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalRecord> 
         batches,
         &device,
         loaded.state.step,
+        store
+            .as_ref()
+            .map(|_| &mut observe as &mut dyn FnMut(BatchView<'_>)),
     );
+    let knn = scorer
+        .zip(store.as_ref())
+        .map(|(scorer, store)| scorer.finish(store.dir.display().to_string(), store.len()));
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?;
+        let mut value = serde_json::to_value(&record)?;
+        if let Some(knn) = &knn {
+            value["knn"] = serde_json::to_value(knn)?;
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         print(&record, loaded.dir.display(), args.dropless, out)?;
+        if let Some(knn) = &knn {
+            knn_eval::print(knn, out)?;
+        }
     }
-    Ok(record)
+    Ok(EvalOutcome { record, knn })
 }
 
 fn print(

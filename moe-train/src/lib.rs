@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod generate;
 pub mod hf;
 pub mod info;
+pub mod knn;
 pub mod logits_cmd;
 pub mod memory;
 pub mod metrics;

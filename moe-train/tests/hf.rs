@@ -468,20 +468,25 @@ fn logits_and_eval_route_dropless_on_request() {
     let last = seq.logits.last().unwrap();
     assert_eq!(seq.greedy[0], moe_train::generate::argmax(last));
     drop(model);
-    let eval = |dropless| moe_train::eval_cmd::EvalArgs {
-        run: run.clone(),
-        best: false,
-        data: Vec::new(),
-        batches: Some(1),
-        dropless,
-        json: true,
-        backend: Backend::DEFAULT,
+    let eval = |dropless: bool| {
+        let run = run.display().to_string();
+        let mut argv = vec!["moe-train", "eval", "--run", &run, "--batches", "1", "--json"];
+        if dropless {
+            argv.push("--dropless");
+        }
+        match <moe_train::cli::Cli as clap::Parser>::try_parse_from(argv)
+            .expect("valid arguments")
+            .command
+        {
+            moe_train::cli::Command::Eval(args) => args,
+            _ => unreachable!(),
+        }
     };
     let dropped = |r: moe_train::metrics::EvalRecord| {
         r.routing.iter().map(|l| l.dropped_fraction).sum::<f64>()
     };
-    let capped = moe_train::eval_cmd::run(&eval(false), &mut Vec::new()).unwrap();
-    let free = moe_train::eval_cmd::run(&eval(true), &mut Vec::new()).unwrap();
+    let capped = moe_train::eval_cmd::run(&eval(false), &mut Vec::new()).unwrap().record;
+    let free = moe_train::eval_cmd::run(&eval(true), &mut Vec::new()).unwrap().record;
     assert!(dropped(capped) > 0.0);
     assert_eq!(dropped(free), 0.0);
 }

@@ -150,10 +150,38 @@ impl Block {
         mode: Mode,
         step_fractions: Option<Tensor<1>>,
     ) -> (Tensor<3>, Option<SwitchOutput>) {
+        let (hidden, switch, _) = self.forward_keeping(x, mode, step_fractions, false);
+        (hidden, switch)
+    }
+
+    /// [`Block::forward`] that also returns the FFN's input after `ffn_norm` (for a Switch
+    /// FFN, the router's input): the kNN-LM key (Khandelwal et al. 2020, Table 5).
+    ///
+    /// # Shapes
+    /// - `x`, the output and the FFN input: `[batch_size, seq_len, d_model]`
+    pub fn forward_with_ffn_input(
+        &self,
+        x: Tensor<3>,
+        mode: Mode,
+        step_fractions: Option<Tensor<1>>,
+    ) -> (Tensor<3>, Option<SwitchOutput>, Tensor<3>) {
+        let (hidden, switch, ffn_input) = self.forward_keeping(x, mode, step_fractions, true);
+        (hidden, switch, ffn_input.expect("kept when asked"))
+    }
+
+    /// The block; `keep`: also return the normed FFN input (the training path passes `false`
+    /// and holds no extra reference, so in-place kernels stay possible).
+    fn forward_keeping(
+        &self,
+        x: Tensor<3>,
+        mode: Mode,
+        step_fractions: Option<Tensor<1>>,
+        keep: bool,
+    ) -> (Tensor<3>, Option<SwitchOutput>, Option<Tensor<3>>) {
         let x = x.clone() + self.drop(self.attn.forward(self.attn_norm.forward(x)), mode);
-        let ffn = self
-            .ffn
-            .forward(self.ffn_norm.forward(x.clone()), mode, step_fractions);
-        (x + self.drop(ffn.hidden, mode), ffn.switch)
+        let ffn_input = self.ffn_norm.forward(x.clone()); // [batch_size, seq_len, d_model]
+        let kept = keep.then(|| ffn_input.clone());
+        let ffn = self.ffn.forward(ffn_input, mode, step_fractions);
+        (x + self.drop(ffn.hidden, mode), ffn.switch, kept)
     }
 }

@@ -29,6 +29,10 @@ pub struct ModelOutput {
     pub z_loss: Tensor<1>,
     /// Per sparse layer routing statistics.
     pub routing: Vec<LayerRouting>,
+    /// The last block's FFN input after its norm, `[batch_size, seq_len, d_model]` (for a
+    /// sparse last block, its router's input); only from
+    /// [`SwitchTransformer::forward_with_last_ffn_input`], `None` otherwise.
+    pub last_ffn_input: Option<Tensor<3>>,
 }
 
 /// The training loss and its parts, kept apart for logging.
@@ -113,6 +117,18 @@ impl SwitchTransformer {
         self.forward_with(tokens, mode, None)
     }
 
+    /// [`SwitchTransformer::forward`] that also returns the last block's FFN input after
+    /// `ffn_norm` in [`ModelOutput::last_ffn_input`]: the key of kNN-LM, "the input to the final
+    /// layer's FFN, after layer norm" (Khandelwal et al. 2020, Table 5). Logits, losses and
+    /// statistics are those of `forward`.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch_size, seq_len]`
+    /// - `last_ffn_input`: `[batch_size, seq_len, d_model]`
+    pub fn forward_with_last_ffn_input(&self, tokens: Tensor<2, Int>, mode: Mode) -> ModelOutput {
+        self.forward_keeping(tokens, mode, None, true)
+    }
+
     /// [`SwitchTransformer::forward`] with the optimizer step's expert fractions of each
     /// sparse layer, in block order (`global_batch` balance scope; `[num_experts]` each).
     pub fn forward_with(
@@ -120,6 +136,17 @@ impl SwitchTransformer {
         tokens: Tensor<2, Int>,
         mode: Mode,
         step_fractions: Option<&[Tensor<1>]>,
+    ) -> ModelOutput {
+        self.forward_keeping(tokens, mode, step_fractions, false)
+    }
+
+    /// The forward pass; `keep_last_ffn_input`: also return the last block's normed FFN input.
+    fn forward_keeping(
+        &self,
+        tokens: Tensor<2, Int>,
+        mode: Mode,
+        step_fractions: Option<&[Tensor<1>]>,
+        keep_last_ffn_input: bool,
     ) -> ModelOutput {
         let [batch_size, seq_len] = tokens.dims();
         let [_, d_model] = self.embedding.dims();
@@ -136,12 +163,20 @@ impl SwitchTransformer {
         let mut z_loss = Tensor::<1>::zeros([1], &device);
         let mut routing = Vec::new();
         let mut fractions = step_fractions.map(|f| f.iter().cloned());
+        let mut last_ffn_input = None;
+        let last = self.blocks.len().saturating_sub(1);
         for (layer, block) in self.blocks.iter().enumerate() {
             let given = match (&block.ffn, fractions.as_mut()) {
                 (FeedForward::Switch(_), Some(f)) => f.next(),
                 _ => None,
             };
-            let (next, switch) = block.forward(x, mode, given);
+            let (next, switch) = if keep_last_ffn_input && layer == last {
+                let (next, switch, ffn_input) = block.forward_with_ffn_input(x, mode, given);
+                last_ffn_input = Some(ffn_input); // [batch_size, seq_len, d_model]
+                (next, switch)
+            } else {
+                block.forward(x, mode, given)
+            };
             x = next;
             if let Some(out) = switch {
                 balance_loss = balance_loss + out.balance_loss;
@@ -162,6 +197,7 @@ impl SwitchTransformer {
             balance_loss,
             z_loss,
             routing,
+            last_ffn_input,
         }
     }
 
@@ -241,4 +277,60 @@ pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
     let [batch_size, seq_len, vocab_size] = logits.dims();
     let n = batch_size * seq_len;
     crate::fused::cross_entropy_mean(logits.reshape([n, vocab_size]), targets.reshape([n]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SwitchConfig;
+    use burn::tensor::TensorData;
+
+    /// The returned key equals the last block's normed FFN input computed by hand from the
+    /// blocks (first `n_layers − 1` blocks, then the last block's attention sublayer and
+    /// `ffn_norm`), and the logits equal plain `forward`'s bit for bit.
+    #[test]
+    fn last_ffn_input_is_the_normed_input_of_the_last_ffn() {
+        let (batch_size, seq_len, d_model, vocab_size) = (2, 5, 16, 32);
+        let config =
+            SwitchTransformerConfig::new(vocab_size, d_model, 3, 2, 32, 8, SwitchConfig::new(4))
+                .with_moe_every(1);
+        let device = crate::test_device();
+        let model = config.init(7, &device);
+        let ids: Vec<i64> = (0..batch_size * seq_len)
+            .map(|i| (i * 7 % vocab_size) as i64)
+            .collect();
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [batch_size, seq_len]), &device);
+        let plain = model.forward(tokens.clone(), Mode::Eval);
+        assert!(
+            plain.last_ffn_input.is_none(),
+            "plain forward keeps nothing"
+        );
+        let kept = model.forward_with_last_ffn_input(tokens.clone(), Mode::Eval);
+        let key = kept.last_ffn_input.expect("kept");
+        assert_eq!(key.dims(), [batch_size, seq_len, d_model]);
+        let floats = |t: Tensor<3>| t.into_data().try_into_vec_as::<f32>().expect("f32");
+        assert_eq!(
+            floats(plain.logits),
+            floats(kept.logits),
+            "logits change with the key kept"
+        );
+
+        let mut x = model
+            .embedding
+            .val()
+            .select(0, tokens.reshape([batch_size * seq_len]))
+            .reshape([batch_size, seq_len, d_model]);
+        let (last, first) = model.blocks.split_last().expect("3 blocks");
+        for block in first {
+            x = block.forward(x, Mode::Eval, None).0;
+        }
+        let x = x.clone() + last.attn.forward(last.attn_norm.forward(x));
+        let expected = last.ffn_norm.forward(x);
+        let diff = (key - expected).abs().max().into_scalar::<f32>();
+        assert!(
+            diff == 0.0,
+            "key differs from the hand computation by {diff}"
+        );
+    }
 }
