@@ -69,7 +69,7 @@ pub enum DataCommand {
 #[derive(Debug, Subcommand)]
 pub enum KnnCommand {
     /// Store the hidden state entering the last FFN (keys) and the next token (values) for
-    /// every position of the train split or of --data (docs/knn.md).
+    /// every position of the train split or of --data (docs/knn-lm.md).
     Build(KnnBuildArgs),
     /// Exact against HNSW search on a datastore: build time, queries/s, recall@k.
     Bench(KnnBenchArgs),

@@ -37,7 +37,7 @@ pub struct EvalArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = Backend::DEFAULT)]
     pub backend: Backend,
-    /// kNN-LM interpolation (docs/knn.md).
+    /// kNN-LM interpolation (docs/knn-lm.md).
     #[command(flatten)]
     pub knn: KnnEvalArgs,
 }

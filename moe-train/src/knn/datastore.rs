@@ -1,4 +1,4 @@
-//! The kNN-LM datastore on disk, and opening it memory-mapped (docs/knn.md "File format"):
+//! The kNN-LM datastore on disk, and opening it memory-mapped (docs/knn-lm.md "File format"):
 //!
 //! ```text
 //! DATASTORE/meta.json   what it holds and what it was built from (DatastoreMeta)

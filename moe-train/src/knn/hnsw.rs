@@ -1,6 +1,6 @@
 //! Approximate search with an HNSW graph (Malkov & Yashunin 2018) from the `instant-distance`
 //! crate — chosen because it is pure Rust and, unlike `hnsw_rs`, adds no feature to a crate
-//! burn already uses (docs/knn.md "Approximate search"). The index is built in memory from
+//! burn already uses (docs/knn-lm.md "Approximate search"). The index is built in memory from
 //! the datastore's keys (f32 copies: `count · key_dim · 4` bytes plus the graph) each time it
 //! is used; it is not saved.
 

@@ -1,6 +1,6 @@
 //! kNN-LM (Khandelwal et al. 2020): a datastore of hidden states and next tokens, exact and
 //! approximate neighbour search, and evaluation that interpolates the model with the
-//! neighbours' distribution (docs/knn.md).
+//! neighbours' distribution (docs/knn-lm.md).
 
 pub mod bench;
 pub mod build;
