@@ -407,7 +407,7 @@ fn reference_losses(config: &SwitchConfig, r: &Result, seq_len: usize) -> (f32, 
             * e as f64
     };
     let groups: Vec<std::ops::Range<usize>> = match config.balance_scope {
-        BalanceScope::GlobalBatch => vec![0..n],
+        BalanceScope::GlobalBatch => std::iter::once(0..n).collect(),
         BalanceScope::Sequence => (0..n / seq_len)
             .map(|b| b * seq_len..(b + 1) * seq_len)
             .collect(),

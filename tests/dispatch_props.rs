@@ -152,11 +152,11 @@ proptest! {
         let rows = (d.num_experts * d.num_groups * d.capacity) as i64;
         let mut used = HashSet::new();
         let mut per_expert_group = vec![0usize; d.num_experts * d.num_groups];
-        for t in 0..n {
+        for (t, token_choices) in choices.iter().enumerate().take(n) {
             let mut mine = HashSet::new();
-            for j in 0..k {
+            for (j, &choice) in token_choices.iter().enumerate().take(k) {
                 let i = t * k + j;
-                prop_assert_eq!(experts[i] as usize, choices[t][j], "choice {} of token {}", j, t);
+                prop_assert_eq!(experts[i] as usize, choice, "choice {} of token {}", j, t);
                 let kept = position[i] < d.capacity as i64;
                 prop_assert_eq!(keep[i], kept);
                 if kept {

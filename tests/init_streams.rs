@@ -11,6 +11,9 @@ use moe_core::model::SwitchTransformerConfig;
 use moe_core::{RoutingConfig, SwitchConfig, Top1Config, TopKConfig};
 use moe_train::weights::named_tensors;
 
+/// Parameter name → (shape, values).
+type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 #[test]
 fn shared_parameters_start_identical_across_variants() {
     let device = device();
@@ -37,7 +40,7 @@ fn shared_parameters_start_identical_across_variants() {
             ),
         ),
     ];
-    let tensors: Vec<(&str, HashMap<String, (Vec<usize>, Vec<f32>)>)> = variants
+    let tensors: Vec<(&str, Tensors)> = variants
         .iter()
         .map(|(name, config)| {
             let map = named_tensors(&config.init(7, &device))

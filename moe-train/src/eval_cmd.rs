@@ -90,9 +90,7 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalOutcome>
     );
     let batches = args.batches.unwrap_or(t.eval_batches);
     let store = match &args.knn.knn {
-        Some(_) => args
-            .knn
-            .open(&fingerprint, config.model.d_model)?,
+        Some(_) => args.knn.open(&fingerprint, config.model.d_model)?,
         None => None,
     };
     let mut scorer = store

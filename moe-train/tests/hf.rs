@@ -353,7 +353,8 @@ fn import_refuses_what_switchyard_cannot_compute() {
         std::fs::write(d.join(files::CONFIG), config.to_string()).unwrap();
         d
     };
-    let cases: [(&str, &dyn Fn(&mut serde_json::Value)); 4] = [
+    type Edit<'a> = (&'a str, &'a dyn Fn(&mut serde_json::Value));
+    let cases: [Edit; 4] = [
         ("hidden_act", &|c| c["hidden_act"] = "gelu".into()),
         ("num_key_value_heads", &|c| {
             c["num_key_value_heads"] = 1.into()
@@ -470,7 +471,15 @@ fn logits_and_eval_route_dropless_on_request() {
     drop(model);
     let eval = |dropless: bool| {
         let run = run.display().to_string();
-        let mut argv = vec!["moe-train", "eval", "--run", &run, "--batches", "1", "--json"];
+        let mut argv = vec![
+            "moe-train",
+            "eval",
+            "--run",
+            &run,
+            "--batches",
+            "1",
+            "--json",
+        ];
         if dropless {
             argv.push("--dropless");
         }
@@ -485,8 +494,12 @@ fn logits_and_eval_route_dropless_on_request() {
     let dropped = |r: moe_train::metrics::EvalRecord| {
         r.routing.iter().map(|l| l.dropped_fraction).sum::<f64>()
     };
-    let capped = moe_train::eval_cmd::run(&eval(false), &mut Vec::new()).unwrap().record;
-    let free = moe_train::eval_cmd::run(&eval(true), &mut Vec::new()).unwrap().record;
+    let capped = moe_train::eval_cmd::run(&eval(false), &mut Vec::new())
+        .unwrap()
+        .record;
+    let free = moe_train::eval_cmd::run(&eval(true), &mut Vec::new())
+        .unwrap()
+        .record;
     assert!(dropped(capped) > 0.0);
     assert_eq!(dropped(free), 0.0);
 }

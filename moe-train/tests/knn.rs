@@ -183,11 +183,23 @@ fn hnsw_eval_is_close_to_exact_eval() {
     let f = fixture();
     let store = f.dir.join("store-hnsw-eval");
     knn_build(&["--run", &s(&f.run), "--out", &s(&store)]).expect("build");
-    let args = ["--run", &s(&f.run), "--knn", &s(&store), "--k", "8", "--lambda", "0,0.5"];
+    let args = [
+        "--run",
+        &s(&f.run),
+        "--knn",
+        &s(&store),
+        "--k",
+        "8",
+        "--lambda",
+        "0,0.5",
+    ];
     let exact = eval(&args).knn.expect("exact");
     let hnsw_args = [&args[..], &["--knn-index", "hnsw", "--ef-search", "64"]].concat();
     let hnsw = eval(&hnsw_args).knn.expect("hnsw");
-    assert_eq!((exact.index.as_str(), hnsw.index.as_str()), ("exact", "hnsw"));
+    assert_eq!(
+        (exact.index.as_str(), hnsw.index.as_str()),
+        ("exact", "hnsw")
+    );
     assert!(hnsw.index_build_s.is_some() && exact.index_build_s.is_none());
     assert_eq!(hnsw.results[0].ce, exact.results[0].ce, "λ = 0");
     let (a, b) = (exact.results[1].ce, hnsw.results[1].ce);

@@ -39,6 +39,9 @@ impl Norm {
 }
 
 /// The FFN of a block: dense, or a Switch layer.
+// A model holds a handful of blocks, so the size difference between the variants costs
+// nothing; boxing would put every FFN call behind an extra indirection in burn's Module derive.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum FeedForward {
     /// Dense FFN.

@@ -97,7 +97,7 @@ impl SwitchTransformerConfig {
                 init.truncated_normal("positions.weight", [self.max_seq_len, d], d, s, device)
             }),
             blocks: (0..self.n_layers)
-                .map(|layer| Block::init(self, layer, &init, device))
+                .map(|layer| Block::init(self, layer, init, device))
                 .collect(),
             final_norm: Norm::init(self.norm, d, device),
             lm_head: (!self.tie_embeddings).then(|| {

@@ -120,7 +120,6 @@ fn result(v: &Variant, run_dir: &Path) -> anyhow::Result<VariantResult> {
             0.0
         },
         curve: points,
-        ..Default::default()
     })
 }
 
