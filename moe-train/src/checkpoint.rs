@@ -75,6 +75,31 @@ pub fn step_name(step: usize) -> String {
     format!("step-{step:06}")
 }
 
+/// Creates `root/name` atomically: `fill` writes into `root/.tmp-name`, which is then renamed
+/// into place and `root` synced. If `fill` or the rename fails, the temporary folder is removed
+/// (a partial checkpoint, e.g. on a full disk, must not keep occupying the disk) and
+/// `root/name` does not exist.
+fn write_folder(
+    root: &Path,
+    name: &str,
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (tmp, dir) = (root.join(format!(".tmp-{name}")), root.join(name));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let written = fill(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    Ok(sync_dir(root)?)
+}
+
 /// Writes a checkpoint of the current state; returns its folder. Re-saving an existing step
 /// is a no-op.
 pub fn save(
@@ -94,12 +119,7 @@ pub fn save(
     let name = step_name(state.step);
     let dir = root.join(&name);
     if !dir.exists() {
-        let tmp = root.join(format!(".tmp-{name}"));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
-        }
-        std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let written = (|| -> anyhow::Result<()> {
+        write_folder(&root, &name, |tmp| {
             weights::save_safetensors(model, &config.model, &tmp.join("model.safetensors"))?;
             let meta = HashMap::from([("updates".to_string(), optim.updates.to_string())]);
             weights::write_f32_tensors(
@@ -110,19 +130,14 @@ pub fn save(
             write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
             write_atomic(&tmp.join("config.toml"), config.to_toml().as_bytes())?;
             tokenizer::save(tok, &tmp.join("tokenizer.json"))?;
-            std::fs::rename(&tmp, &dir)
-                .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
             Ok(())
-        })();
-        if let Err(e) = written {
-            // A partial checkpoint (e.g. a full disk) must not keep occupying the disk.
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e.context(format!(
+        })
+        .map_err(|e| {
+            e.context(format!(
                 "cannot write checkpoint {} (the previous checkpoint is kept)",
                 dir.display()
-            )));
-        }
-        sync_dir(&root)?;
+            ))
+        })?;
     }
     write_pointer(&root.join("latest.json"), &name, None)?;
     Ok(dir)
@@ -311,4 +326,40 @@ pub fn load_optimizer(
         .load_state(updates, file.tensors, device)
         .with_context(|| format!("{}", path.display()))?;
     Ok(optim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A save that fails half-way (here: after one file, as on a full disk) leaves neither
+    /// the checkpoint nor its temporary folder behind; a later save of the same step works.
+    #[test]
+    fn a_failed_save_leaves_no_temporary_folder() {
+        let root = scratch("failed-save");
+        let err = write_folder(&root, "step-000002", |tmp| {
+            std::fs::write(tmp.join("model.safetensors"), vec![0u8; 4096])?;
+            anyhow::bail!("No space left on device (os error 28)")
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        write_folder(&root, "step-000002", |tmp| {
+            std::fs::write(tmp.join("state.json"), b"{}")?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(root.join("step-000002/state.json").is_file());
+        assert!(!root.join(".tmp-step-000002").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

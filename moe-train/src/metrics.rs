@@ -253,14 +253,22 @@ impl RouterWatch {
                     ));
                 }
             }
-            if layer.largest_share > self.collapse_share {
+            // With 2 experts the uniform share is already 50 %: then warn only past the midpoint
+            // between uniform and one expert taking everything (75 %).
+            let uniform = 1.0 / layer.load.len().max(1) as f32;
+            let threshold = if uniform >= self.collapse_share {
+                (1.0 + uniform) / 2.0
+            } else {
+                self.collapse_share
+            };
+            if layer.largest_share > threshold {
                 let since = *self.collapsed_since[i].get_or_insert(step);
                 if step - since >= self.warn_after && self.warned.insert((i, usize::MAX)) {
                     warnings.push(format!(
                         "layer {}: one expert has taken more than {:.0}% of the tokens since \
                          step {since} (now {:.0}%); the router may be collapsing",
                         layer.layer,
-                        self.collapse_share * 100.0,
+                        threshold * 100.0,
                         layer.largest_share * 100.0
                     ));
                 }
@@ -308,6 +316,19 @@ mod tests {
             2,
             "warns again after recovering"
         );
+    }
+
+    /// Two experts share 50 % each when balanced, so 56 % is no collapse; 80 % is (the
+    /// threshold moves to the midpoint between uniform and one expert: 75 %).
+    #[test]
+    fn two_experts_warn_only_past_the_midpoint() {
+        let mut watch = RouterWatch::new(20, 0.5);
+        let mild = [layer(vec![0.56, 0.44])];
+        assert!((0..5).all(|i| watch.observe(10 * i, &mild).is_empty()));
+        let skewed = [layer(vec![0.8, 0.2])];
+        assert!(watch.observe(50, &skewed).is_empty());
+        let w = watch.observe(70, &skewed);
+        assert!(w.len() == 1 && w[0].contains("more than 75%"), "{w:?}");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!   adjective: `<text> these small dogs chase a cat . …`;
 //! - **code** — nested brackets with identifiers: `<code> ( x [ y { } ] ) …`; closing brackets
 //!   are determined by the stack;
-//! - **facts** — `<fact> ka ri city -> oslo , food of ka ri -> rice , …`: questions about a fixed
+//! - **facts** — `<fact> ka li city -> oslo , food of ka li -> rice , …`: questions about a fixed
 //!   table of 1024 entities × 4 attributes (the same table in every split), asked in two
 //!   templates; the answers are determined by the table (zero entropy) but must be memorised,
 //!   so this domain rewards parameters — what experts add at equal FLOPs.
