@@ -51,7 +51,7 @@
 //! - **Emergence**: [`Point::domain_accuracy`] per domain against training FLOPs.
 //!
 //! The fits, their data and bootstrap spreads are stored in `results.json`
-//! ([`Report::scaling`]). `FITS.md` next to this crate's manifest gives the formulas, sources,
+//! ([`Report::scaling`]). `docs/fits.md` in the repository gives the formulas, sources,
 //! procedure and the tolerances the tests recover synthetic constants to.
 //!
 //! Every field added for this is optional (`#[serde(default)]`): an older `results.json`

@@ -33,7 +33,9 @@ fn write_figures(md: &mut String, figures: &[Figure], section: Section) {
 /// `## Scaling laws`: Kaplan, Chinchilla, Clark.
 pub(crate) fn write_scaling(md: &mut String, report: &Report, figures: &[Figure]) {
     let s = &report.scaling;
-    md.push_str("## Scaling laws\n\nFormulas, sources and the fitting procedure: `FITS.md`.\n\n");
+    md.push_str(
+        "## Scaling laws\n\nFormulas, sources and the fitting procedure: `docs/fits.md`.\n\n",
+    );
     md.push_str("### Kaplan et al. 2020 power laws (dense runs)\n\n");
     let kaplan = [
         ("L(N)", &s.kaplan_params, format!("N = {}", s.dense_params)),

@@ -1,5 +1,5 @@
 //! The scaling-law fits recover the constants of synthetic data made from known laws.
-//! Tolerances are stated per test (and in FITS.md); noise is deterministic.
+//! Tolerances are stated per test (and in docs/fits.md); noise is deterministic.
 
 use moe_report::fit::{
     ChinchillaConfig, ChinchillaLaw, ChinchillaRun, ClarkConfig, ClarkLaw, ClarkRun,

@@ -1,5 +1,5 @@
 //! Scaling-law fits over a sweep's final losses; formulas, sources and the tests' tolerances
-//! are in `FITS.md`.
+//! are in `docs/fits.md`.
 //!
 //! - [`PowerLaw`], [`PowerLawWithFloor`]: Kaplan et al. 2020 single-variable laws.
 //! - [`ChinchillaConfig::fit`] → [`ChinchillaFit`]: Hoffmann et al. 2022 Approach 3 with the
