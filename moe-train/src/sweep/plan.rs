@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use moe_core::model::SwitchTransformerConfig;
+use moe_core::RoutingConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::run_config::RunConfig;
@@ -294,6 +295,11 @@ pub fn variants(
             config: variant(&|c| {
                 experts(default_experts)(c);
                 c.model.balance_coef = 0.0;
+                match &mut c.model.switch.routing {
+                    RoutingConfig::Top1(r) => r.bias_update_rate = 0.0,
+                    RoutingConfig::Topk(r) => r.bias_update_rate = 0.0,
+                    RoutingConfig::ExpertChoice(_) => {}
+                }
             })?,
         });
     }
