@@ -1,7 +1,9 @@
 //! `moe-train train`: resolve the run (setup), the step and its bookkeeping (trainer), the
-//! session that drives it (session), the printed summary (report) and clean stops (stop).
+//! session that drives it (session), the printed summary (report), clean stops (stop) and
+//! `--devices` (data_parallel).
 
 mod args;
+pub mod data_parallel;
 mod report;
 mod session;
 mod setup;

@@ -40,6 +40,7 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
     for note in &notes {
         writeln!(out, "note: {note}")?;
     }
+    let devices = super::data_parallel::check(args, &config)?;
     let t = config.train.clone();
     memory::check_training_fits(&config.model, t.batch_size, t.seq_len)?;
     let device = args.backend.device()?;
@@ -105,6 +106,21 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         state.step,
         run_dir.display()
     )?;
+    #[cfg(feature = "ddp")]
+    let (model, world) = match devices {
+        Some(n) => {
+            writeln!(out, "data parallel over {n} CUDA devices (NCCL all-reduce)")?;
+            let (model, world) =
+                super::data_parallel::World::start(n, model, |m, dev| match &resume {
+                    Some(loaded) => checkpoint::load_optimizer(loaded, &t, m, dev),
+                    None => Ok(AdamW::new(&t)),
+                })?;
+            (model, Some(world))
+        }
+        None => (model, None),
+    };
+    #[cfg(not(feature = "ddp"))]
+    debug_assert!(devices.is_none(), "data_parallel::check refuses --devices");
     let mut trainer = Trainer::new(TrainerParts {
         model,
         optim,
@@ -116,6 +132,10 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         metrics,
         peak_flops,
     });
+    #[cfg(feature = "ddp")]
+    {
+        trainer.world = world;
+    }
     if trainer.state.step > 0 {
         trainer.restore_watch()?;
     }
