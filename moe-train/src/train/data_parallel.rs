@@ -1,8 +1,9 @@
 //! `train --devices N`: data parallelism with burn's own collective. burn 0.22 runs it in this
 //! process, one thread per device: parameters marked distributed have their gradients
 //! all-reduced (mean over devices) during `backward()`; NCCL on the CUDA backend is the only
-//! transport burn implements, so the multi-device step is behind the `ddp` cargo feature
-//! (docs/distributed.md). Every device holds every expert here: expert parameters are ordinary
+//! transport burn implements, so CUDA devices (and with them any multi-device run) exist only
+//! in a build with the `ddp` cargo feature (docs/distributed.md); the step itself
+//! ([`super::world`]) compiles in every build. Every device holds every expert here: expert parameters are ordinary
 //! data-parallel parameters, marked [`ParamRole::Expert`] so that an expert-parallel mode can
 //! shard them and leave them out of the all-reduce.
 
@@ -117,136 +118,18 @@ pub fn check(args: &TrainArgs, config: &RunConfig) -> anyhow::Result<Option<usiz
     Ok(Some(n))
 }
 
-#[cfg(feature = "ddp")]
-pub use world::World;
-
-/// The multi-device step (CUDA + NCCL only, so behind the `ddp` feature).
-#[cfg(feature = "ddp")]
-mod world {
-    use anyhow::Context;
-    use burn::module::Module;
-    use burn::tensor::distributed::{DistributedConfig, DistributedContext, ReduceOperation};
-    use burn::tensor::Device;
-    use moe_core::model::SwitchTransformer;
-
-    use super::mark_for_all_reduce;
-    use crate::data::batches::make_batch;
-    use crate::data::TokenSplit;
-    use crate::optim::AdamW;
-    use crate::run_config::TrainConfig;
-    use crate::train::{step_seed, train_step, StepOutput};
-
-    /// Devices 1..N of a data-parallel run, each with a model replica and an optimizer;
-    /// device 0's model and optimizer live in the `Trainer`, which alone evaluates, logs and
-    /// checkpoints (the replicas stay equal to it: same start, same all-reduced gradients).
-    pub struct World {
-        replicas: Vec<Replica>,
-        /// Autodiff devices, rank order.
-        devices: Vec<Device>,
-        /// Keeps burn's communication server up; dropping it shuts the server down.
-        _context: DistributedContext,
+/// The devices of a data-parallel run over `n` GPUs: CUDA devices `0..n`.
+///
+/// # Errors
+/// In a build without the `cuda` feature ([`check`] refuses `--devices` there first).
+pub fn devices(n: usize) -> anyhow::Result<Vec<burn::tensor::Device>> {
+    #[cfg(feature = "cuda")]
+    {
+        Ok((0..n).map(burn::tensor::Device::cuda).collect())
     }
-
-    struct Replica {
-        model: Option<SwitchTransformer>,
-        optim: AdamW,
-    }
-
-    impl World {
-        /// Starts burn's communication server on CUDA devices `0..n` (all-reduce = mean),
-        /// marks every parameter of `model` (device 0's) for gradient all-reduce, experts
-        /// included, and forks it onto the other devices, each with the optimizer `optim`
-        /// makes for it (fresh, or loaded from the checkpoint being resumed).
-        pub fn start(
-            n: usize,
-            model: SwitchTransformer,
-            optim: impl Fn(&SwitchTransformer, &Device) -> anyhow::Result<AdamW>,
-        ) -> anyhow::Result<(SwitchTransformer, World)> {
-            anyhow::ensure!(
-                n == 1 || !model.has_selection_bias(),
-                "--devices {n} with loss-free balancing (a selection bias): each device would \
-                 update its bias from its own expert loads and the replicas would diverge; use \
-                 --devices 1"
-            );
-            let devices: Vec<Device> = (0..n).map(|i| Device::cuda(i).autodiff()).collect();
-            let context = DistributedContext::init(
-                devices.clone(),
-                DistributedConfig {
-                    all_reduce_op: ReduceOperation::Mean,
-                },
-            );
-            let (model, _roles) = mark_for_all_reduce(model, |_| true);
-            let mut replicas = Vec::new();
-            for (rank, device) in devices.iter().enumerate().skip(1) {
-                let (replica, _) = mark_for_all_reduce(model.clone().fork(device), |_| true);
-                let optim = optim(&replica, device)
-                    .with_context(|| format!("optimizer state for device {rank}"))?;
-                replicas.push(Replica {
-                    model: Some(replica),
-                    optim,
-                });
-            }
-            let world = World {
-                replicas,
-                devices,
-                _context: context,
-            };
-            Ok((model, world))
-        }
-
-        /// One optimizer step over the micro-batches `starts` (window starts, `batch_size`
-        /// each): rank `r` takes rows `r·b/N .. (r+1)·b/N` of every micro-batch, all ranks run
-        /// concurrently (each `backward()` all-reduces the gradients), and each applies the
-        /// same update. Returns device 0's model and output (its losses are those of its
-        /// share of the batch).
-        pub fn step(
-            &mut self,
-            model: SwitchTransformer,
-            optim: &mut AdamW,
-            starts: Vec<Vec<usize>>,
-            data: &TokenSplit,
-            t: &TrainConfig,
-            (lr, step): (f64, usize),
-        ) -> (SwitchTransformer, StepOutput) {
-            let n = self.devices.len();
-            let per = t.batch_size / n;
-            let mut shares: Vec<_> = self
-                .devices
-                .iter()
-                .enumerate()
-                .map(|(rank, device)| {
-                    starts
-                        .iter()
-                        .map(|s| {
-                            let rows = s[rank * per..(rank + 1) * per].to_vec(); // [per]
-                            make_batch(data, rows, t.seq_len, device)
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let own = shares.remove(0);
-            let seed = step_seed(t.seed, step);
-            std::thread::scope(|scope| {
-                for ((replica, batches), device) in self
-                    .replicas
-                    .iter_mut()
-                    .zip(shares)
-                    .zip(self.devices.iter().skip(1))
-                {
-                    let device = device.clone();
-                    scope.spawn(move || {
-                        let model = replica.model.take().expect("present between steps");
-                        let reseed = move || device.seed(seed);
-                        let (model, _) =
-                            train_step(model, &mut replica.optim, batches, t, lr, reseed);
-                        replica.model = Some(model);
-                    });
-                }
-                let device = self.devices[0].clone();
-                let reseed = move || device.seed(seed);
-                train_step(model, optim, own, t, lr, reseed)
-            })
-        }
+    #[cfg(not(feature = "cuda"))]
+    {
+        anyhow::bail!("--devices {n} needs CUDA GPUs: rebuild with --features ddp")
     }
 }
 

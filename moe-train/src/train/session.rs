@@ -106,12 +106,12 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         state.step,
         run_dir.display()
     )?;
-    #[cfg(feature = "ddp")]
     let (model, world) = match devices {
         Some(n) => {
             writeln!(out, "data parallel over {n} CUDA devices (NCCL all-reduce)")?;
+            let devices = super::data_parallel::devices(n)?;
             let (model, world) =
-                super::data_parallel::World::start(n, model, |m, dev| match &resume {
+                super::world::World::start(devices, model, |m, dev| match &resume {
                     Some(loaded) => checkpoint::load_optimizer(loaded, &t, m, dev),
                     None => Ok(AdamW::new(&t)),
                 })?;
@@ -119,8 +119,6 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         }
         None => (model, None),
     };
-    #[cfg(not(feature = "ddp"))]
-    debug_assert!(devices.is_none(), "data_parallel::check refuses --devices");
     let mut trainer = Trainer::new(TrainerParts {
         model,
         optim,
@@ -132,10 +130,7 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         metrics,
         peak_flops,
     });
-    #[cfg(feature = "ddp")]
-    {
-        trainer.world = world;
-    }
+    trainer.world = world;
     if trainer.state.step > 0 {
         trainer.restore_watch()?;
     }

@@ -50,8 +50,7 @@ pub struct Trainer {
     pub last_eval: Option<EvalRecord>,
     batcher: Batcher,
     /// The other devices of a data-parallel run (`train --devices N`).
-    #[cfg(feature = "ddp")]
-    pub world: Option<super::data_parallel::World>,
+    pub(crate) world: Option<super::world::World>,
     /// (time, tokens) at the last log, for tokens/s.
     last_log: (Instant, u64),
     /// Seconds spent in evaluations and checkpoints since the last log, left out of tokens/s
@@ -261,7 +260,6 @@ impl Trainer {
             last_train: None,
             last_eval: None,
             batcher,
-            #[cfg(feature = "ddp")]
             world: None,
         }
     }
@@ -325,7 +323,6 @@ impl Trainer {
             })
             .collect();
         let model = self.model.take().expect("present between steps");
-        #[cfg(feature = "ddp")]
         if let Some(world) = self.world.as_mut() {
             let lr = learning_rate(&t, step);
             let data = &self.data.train;
