@@ -105,6 +105,20 @@ fn sweep_reports_skips_finished_and_resumes_interrupted_variants() {
         "resumed run appended its steps"
     );
 
+    // A grown sweep trains only its new variant: the others hold the same configs.
+    let (grown_dir, mut grown) = setup("grown", "[2, 4]");
+    grown.out = Some(out.clone());
+    let grown_run = sweep::run(&grown, &mut Vec::new()).expect("grown sweep");
+    assert_eq!(
+        grown_run.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+        [Outcome::Skipped, Outcome::Skipped, Outcome::Trained],
+        "{grown_run:?}"
+    );
+    assert_eq!(metrics("dense"), dense_before, "dense was not retrained");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 variants:\n{csv}");
+    drop(grown_dir);
+
     // A sweep whose variants' configs differ from those trained in the directory is refused,
     // naming the variant, its directory and the differing setting.
     let (other_dir, mut other) = setup("other", "[2, 4]");
@@ -115,6 +129,10 @@ fn sweep_reports_skips_finished_and_resumes_interrupted_variants() {
     )
     .unwrap();
     other.out = Some(out.clone());
+    let snapshot = || {
+        ["switch-e4/metrics.jsonl", "sweep-plan.toml"].map(|f| std::fs::read(out.join(f)).unwrap())
+    };
+    let before = snapshot();
     let err = sweep::run(&other, &mut Vec::new()).unwrap_err().to_string();
     assert!(
         err.contains("sweep variant `dense`")
@@ -124,12 +142,14 @@ fn sweep_reports_skips_finished_and_resumes_interrupted_variants() {
         "{err}"
     );
     assert!(
-        !out.join("switch-e4").exists(),
-        "nothing is trained after a refusal"
+        snapshot() == before,
+        "nothing is trained or rewritten after a refusal"
     );
     drop(other_dir);
     std::fs::remove_dir_all(&dir).unwrap();
-    let _ = std::fs::remove_dir_all(
-        std::env::temp_dir().join(format!("switchyard-sweep-{}-other", std::process::id())),
-    );
+    for name in ["other", "grown"] {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("switchyard-sweep-{}-{name}", std::process::id())),
+        );
+    }
 }
