@@ -17,6 +17,10 @@ pub enum Backend {
     Ndarray,
     /// burn-wgpu: GPU through Vulkan, Metal, DX12 or WebGPU.
     Wgpu,
+    /// burn-cuda: NVIDIA GPU 0 (cargo feature `cuda`, off by default; `train --devices N`
+    /// uses GPUs 0..N).
+    #[cfg(feature = "cuda")]
+    Cuda,
 }
 
 impl Backend {
@@ -32,6 +36,8 @@ impl Backend {
             Backend::Flex => "flex",
             Backend::Ndarray => "ndarray",
             Backend::Wgpu => "wgpu",
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => "cuda",
         }
     }
 
@@ -41,6 +47,8 @@ impl Backend {
             Backend::Flex => cfg!(feature = "flex"),
             Backend::Ndarray => cfg!(feature = "ndarray"),
             Backend::Wgpu => cfg!(feature = "wgpu"),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => true,
         }
     }
 
@@ -58,6 +66,8 @@ impl Backend {
             Backend::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Ok(Device::cuda(0)),
             #[allow(unreachable_patterns)]
             other => Err(BackendError::NotCompiled(other)),
         }
@@ -80,6 +90,10 @@ impl FromStr for Backend {
     type Err = BackendError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        #[cfg(feature = "cuda")]
+        if s.eq_ignore_ascii_case("cuda") {
+            return Ok(Backend::Cuda);
+        }
         Backend::ALL
             .into_iter()
             .find(|b| b.name() == s.to_ascii_lowercase())

@@ -49,12 +49,33 @@ pub enum Command {
     #[command(subcommand)]
     Knn(KnnCommand),
     /// Train a dense twin and switch variants on the same data and budget; report the curves.
-    Sweep(SweepArgs),
+    /// `--shard I/N` runs one shard of it; `sweep merge` reports what has finished.
+    Sweep(SweepCommand),
     /// Parameters, FLOPs per token and memory of a model config and its dense twin.
     Info(InfoArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `moe-train sweep …`: a sweep (or one shard of it), or `sweep merge`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepCommand {
+    /// `merge`; none = run the sweep.
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
+    /// The sweep to run.
+    #[command(flatten)]
+    pub run: Option<SweepArgs>,
+}
+
+/// `moe-train sweep merge`.
+#[derive(Debug, Subcommand)]
+pub enum SweepAction {
+    /// Write results.csv/json, report.md and plots from the variants that have finished (by
+    /// every shard of an array job, say), and list the missing ones.
+    Merge(sweep::MergeArgs),
 }
 
 /// `moe-train data …`.
@@ -110,11 +131,19 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<i32> {
         }
         Command::Knn(KnnCommand::Build(args)) => knn_build::run(&args, out).map(|_| 0),
         Command::Knn(KnnCommand::Bench(args)) => knn_bench::run(&args, out).map(|_| 0),
-        Command::Sweep(mut args) => {
+        Command::Sweep(SweepCommand {
+            action: Some(SweepAction::Merge(args)),
+            ..
+        }) => sweep::merge(&args, out).map(|_| 0),
+        Command::Sweep(SweepCommand {
+            run: Some(mut args),
+            ..
+        }) => {
             args.stop = train::install_signal_handlers();
             sweep::run(&args, out)?;
             Ok(args.stop.exit_code().unwrap_or(0))
         }
+        Command::Sweep(_) => anyhow::bail!("moe-train sweep needs --config FILE.toml, or `merge`"),
         Command::Info(args) => info::run(&args, out).map(|_| 0),
         Command::Bench(BenchCommand::Routing(args)) => routing::run(&args, out).map(|_| 0),
         Command::Bench(BenchCommand::Step(args)) => step::run(&args, out).map(|_| 0),

@@ -243,6 +243,8 @@ impl ModuleMapper for StepMapper<'_> {
         let Some(grad) = self.grads.remove::<D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
+        // A parameter marked for gradient all-reduce (`train --devices`) stays marked.
+        let distributed = tensor.is_distributed();
         let theta = tensor.inner(); // [..shape]
         let shape = theta.dims();
         let n: usize = shape.iter().product();
@@ -282,7 +284,11 @@ impl ModuleMapper for StepMapper<'_> {
         };
         let updated = (flat - update.mul_scalar(self.lr)).reshape(shape);
         self.optim.moments.insert(path, Moments { m, v });
-        Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
+        let mut updated = Tensor::from_inner(updated).require_grad();
+        if distributed {
+            updated = updated.set_distributed(id);
+        }
+        Param::from_mapped_value(id, updated, mapper)
     }
 }
 

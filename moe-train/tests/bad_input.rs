@@ -203,6 +203,19 @@ fn bad_input_corpus_fails_cleanly_and_damages_nothing() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         // train: config files and keys
         (vec!["train", "--config", "/no/such.toml"], "/no/such.toml"),
+        // data parallelism is a separate build (CUDA + NCCL)
+        (
+            vec!["train", "--config", c, "--devices", "2"],
+            "--features ddp",
+        ),
+        (
+            vec!["train", "--config", c, "--devices", "1"],
+            "--backend cuda",
+        ),
+        (
+            vec!["sweep", "--config", &negative, "--shard", "2/2"],
+            "--shard",
+        ),
         (vec!["train", "--config", &bad_toml], "bad.toml"),
         (vec!["train", "--config", c, "--set", "train.lrr=1"], "lrr"),
         (

@@ -1,5 +1,5 @@
 //! `moe-train sweep` end to end on a tiny model: report files, skipping finished variants,
-//! resuming an interrupted one, refusing a directory that holds another sweep.
+//! resuming an interrupted one, refusing a variant directory that holds another config.
 
 use std::path::PathBuf;
 
@@ -45,6 +45,7 @@ fn setup(name: &str, experts: &str) -> (PathBuf, SweepArgs) {
         data: Vec::new(),
         backend: moe_train::Backend::Flex,
         report_only: false,
+        shard: None,
         progress: false,
         stop: Default::default(),
     };
@@ -104,13 +105,51 @@ fn sweep_reports_skips_finished_and_resumes_interrupted_variants() {
         "resumed run appended its steps"
     );
 
-    // The same directory with another sweep is refused.
-    let (_, mut other) = setup("other", "[2, 4]");
-    other.out = Some(out.clone());
-    let err = sweep::run(&other, &mut Vec::new()).unwrap_err().to_string();
-    assert!(err.contains("different sweep"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
-    let _ = std::fs::remove_dir_all(
-        std::env::temp_dir().join(format!("switchyard-sweep-{}-other", std::process::id())),
+    // A grown sweep trains only its new variant: the others hold the same configs.
+    let (grown_dir, mut grown) = setup("grown", "[2, 4]");
+    grown.out = Some(out.clone());
+    let grown_run = sweep::run(&grown, &mut Vec::new()).expect("grown sweep");
+    assert_eq!(
+        grown_run.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+        [Outcome::Skipped, Outcome::Skipped, Outcome::Trained],
+        "{grown_run:?}"
     );
+    assert_eq!(metrics("dense"), dense_before, "dense was not retrained");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 variants:\n{csv}");
+    drop(grown_dir);
+
+    // A sweep whose variants' configs differ from those trained in the directory is refused,
+    // naming the variant, its directory and the differing setting.
+    let (other_dir, mut other) = setup("other", "[2, 4]");
+    let text = std::fs::read_to_string(&other.config).unwrap();
+    std::fs::write(
+        &other.config,
+        text.replace("eval_every = 3", "eval_every = 2"),
+    )
+    .unwrap();
+    other.out = Some(out.clone());
+    let snapshot = || {
+        ["switch-e4/metrics.jsonl", "sweep-plan.toml"].map(|f| std::fs::read(out.join(f)).unwrap())
+    };
+    let before = snapshot();
+    let err = sweep::run(&other, &mut Vec::new()).unwrap_err().to_string();
+    assert!(
+        err.contains("sweep variant `dense`")
+            && err.contains(&out.join("dense").display().to_string())
+            && err.contains("sweep `train.eval_every = 2`, stored `train.eval_every = 3`")
+            && err.contains("new --out"),
+        "{err}"
+    );
+    assert!(
+        snapshot() == before,
+        "nothing is trained or rewritten after a refusal"
+    );
+    drop(other_dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    for name in ["other", "grown"] {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("switchyard-sweep-{}-{name}", std::process::id())),
+        );
+    }
 }

@@ -1,9 +1,14 @@
 //! `moe-train sweep`: train a dense twin and switch variants on the same data, order, seeds and
 //! budget at equal FLOPs per token, then report loss against steps, tokens, wall-clock and
-//! FLOPs, and the speedup of each switch model to the dense model's final loss.
+//! FLOPs, and the speedup of each switch model to the dense model's final loss. A sweep can be
+//! split into shards run by separate processes (`--shard`, array jobs) and merged afterwards
+//! (`sweep merge`).
 
 pub mod plan;
+mod report;
 mod results;
+pub mod shard;
+mod store;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +16,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use plan::{check_flop_parity, variants, Grid, Kind, PolicyVariant, SweepFile, Variant};
+pub use report::{merge, MergeArgs, Merged};
 pub use results::collect;
+pub use shard::Shard;
+pub use store::{check_config, config_hash, Progress};
 
 use crate::backend::Backend;
 use crate::fsutil::write_atomic;
@@ -32,9 +40,15 @@ pub struct SweepArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = Backend::DEFAULT)]
     pub backend: Backend,
-    /// Only (re)write the report from the finished variants.
+    /// Only (re)write the report, from the variants that have finished (as `sweep merge`).
     #[arg(long)]
     pub report_only: bool,
+    /// Run only shard I of N, numbered from 0: the variants whose name hashes to I (FNV-1a
+    /// mod N), whatever the other variants. Default: from a Slurm or Grid Engine array job's
+    /// environment when set (docs/sweep.md), else the whole sweep. Shards of N > 1 write no
+    /// report: run `moe-train sweep merge` once they are done.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
     /// Show each variant's progress bar.
     #[arg(long)]
     pub progress: bool,
@@ -54,27 +68,32 @@ pub enum Outcome {
     Resumed,
 }
 
-/// Runs the sweep; returns each variant's outcome (empty when interrupted).
+/// Runs the sweep (or the shard of it that `--shard` or the array job's environment names);
+/// returns each variant's outcome (empty when interrupted).
 pub fn run(args: &SweepArgs, out: &mut impl Write) -> anyhow::Result<Vec<(String, Outcome)>> {
     let sweep = plan::load(&args.config)?;
     let variants = plan::variants(&sweep, &args.config, &args.data)?;
     plan::check_flop_parity(&variants)?;
-    let dir = args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .config
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned());
-        PathBuf::from("runs").join(stem.unwrap_or_else(|| "sweep".into()))
-    });
+    let dir = sweep_dir(&args.config, args.out.as_deref());
+    if args.report_only {
+        let merge_args = MergeArgs {
+            config: args.config.clone(),
+            out: Some(dir),
+            data: args.data.clone(),
+        };
+        let merged = merge(&merge_args, out)?;
+        return Ok(merged
+            .reported
+            .into_iter()
+            .map(|name| (name, Outcome::Skipped))
+            .collect());
+    }
+    let shard = shard::resolve(args.shard, |name| std::env::var(name).ok())?;
+    let mine = select(&variants, shard.as_ref(), out)?;
     claim_dir(&dir, &variants)?;
     let mut outcomes = Vec::new();
-    for v in &variants {
-        let run_dir = dir.join(&v.name);
-        let outcome = if args.report_only {
-            Outcome::Skipped
-        } else {
-            train_variant(v, &run_dir, args, out)?
-        };
+    for v in mine {
+        let outcome = train_variant(v, &dir.join(&v.name), args, out)?;
         if args.stop.is_stopped() {
             writeln!(
                 out,
@@ -85,45 +104,95 @@ pub fn run(args: &SweepArgs, out: &mut impl Write) -> anyhow::Result<Vec<(String
         }
         outcomes.push((v.name.clone(), outcome));
     }
-    let results = collect(&dir, &variants)?;
-    let meta = moe_report::ReportMeta {
-        title: format!("Dense vs switch: {}", args.config.display()),
+    if let Some((s, _)) = shard.filter(|(s, _)| s.count > 1) {
+        writeln!(
+            out,
+            "shard {s} done; when all shards are, merge them: moe-train sweep merge --config {} \
+             --out {}",
+            args.config.display(),
+            dir.display()
+        )?;
+        return Ok(outcomes);
+    }
+    let all: Vec<&Variant> = variants.iter().collect();
+    let page = report::Page {
+        config: &args.config,
         command: command_line(args),
         machine: machine(args.backend),
-        data: describe_data(&variants[0]),
-        budget: describe_budget(&sweep, &variants),
-        notes: notes(&variants),
     };
-    let options = moe_report::ReportOptions {
-        baseline: sweep.grid.as_ref().map(|_| grid_baseline(&variants)),
-        flops_basis: moe_report::FlopsBasis::Executed,
-        ..Default::default()
-    };
-    moe_report::write_report_with(&dir, &results, &meta, &options)?;
+    report::write(&dir, &page, &sweep, &variants, &all, &[])?;
     writeln!(out, "report: {}", dir.join("report.md").display())?;
     Ok(outcomes)
 }
 
-/// Creates the sweep directory, or checks that it holds this same sweep (`sweep-plan.toml`).
+/// The variants this process trains: those of its shard (announced), or all.
+fn select<'v>(
+    variants: &'v [Variant],
+    shard: Option<&(Shard, String)>,
+    out: &mut impl Write,
+) -> anyhow::Result<Vec<&'v Variant>> {
+    let Some((shard, from)) = shard else {
+        return Ok(variants.iter().collect());
+    };
+    let mine: Vec<&Variant> = variants.iter().filter(|v| shard.owns(&v.name)).collect();
+    let names: Vec<&str> = mine.iter().map(|v| v.name.as_str()).collect();
+    writeln!(
+        out,
+        "shard {shard} (from {from}): {} of {} variants: {}",
+        mine.len(),
+        variants.len(),
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    )?;
+    Ok(mine)
+}
+
+/// The sweep directory: `--out`, or `runs/<sweep file name>`.
+fn sweep_dir(config: &Path, out: Option<&Path>) -> PathBuf {
+    out.map(Path::to_path_buf).unwrap_or_else(|| {
+        let stem = config.file_stem().map(|s| s.to_string_lossy().into_owned());
+        PathBuf::from("runs").join(stem.unwrap_or_else(|| "sweep".into()))
+    })
+}
+
+/// Creates the sweep directory, or checks that it holds no foreign files and that every
+/// variant directory in it holds that variant's config; then records the plan
+/// (`sweep-plan.toml`: each variant's resolved config and its FNV-1a 64 hash). Shards of one
+/// sweep write the same plan, so concurrent writes agree; a grown sweep rewrites it.
 fn claim_dir(dir: &Path, variants: &[Variant]) -> anyhow::Result<()> {
     let mut plan = String::new();
     for v in variants {
-        plan.push_str(&format!("# variant {}\n{}\n", v.name, v.config.to_toml()));
+        plan.push_str(&format!(
+            "# variant {} (config fnv1a64 {:016x})\n{}\n",
+            v.name,
+            store::config_hash(v),
+            v.config.to_toml()
+        ));
     }
     let path = dir.join("sweep-plan.toml");
-    if dir.exists() {
-        match std::fs::read_to_string(&path) {
-            Ok(existing) if existing == plan => return Ok(()),
-            Ok(_) => anyhow::bail!(
-                "{} holds a different sweep (its sweep-plan.toml differs); choose another --out",
+    if dir.exists() && !path.is_file() {
+        // Another shard may have created the directory a moment ago: its variant
+        // directories and temporary files are fine.
+        let foreign = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read sweep directory {}", dir.display()))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|name| !name.starts_with('.') && !variants.iter().any(|v| v.name == *name));
+        if let Some(name) = foreign {
+            anyhow::bail!(
+                "{} is not empty and holds no sweep (it has {name}); choose another --out",
                 dir.display()
-            ),
-            Err(_) if std::fs::read_dir(dir)?.next().is_some() => anyhow::bail!(
-                "{} is not empty and holds no sweep; choose another --out",
-                dir.display()
-            ),
-            Err(_) => {}
+            );
         }
+    }
+    for v in variants {
+        store::check_config(&dir.join(&v.name), v)?;
+    }
+    if std::fs::read_to_string(&path).is_ok_and(|existing| existing == plan) {
+        return Ok(());
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create sweep directory {}", dir.display()))?;
@@ -183,7 +252,7 @@ fn train_variant(
     };
     let mut log = Vec::new();
     train::execute(plan, &train_args, &mut log)?;
-    std::fs::write(run_dir.join("train.log"), &log)?;
+    write_atomic(&run_dir.join("train.log"), &log)?;
     Ok(outcome)
 }
 
@@ -212,79 +281,4 @@ fn machine(backend: Backend) -> String {
         .map(|n| n.get())
         .unwrap_or(1);
     format!("{cores} × {cpu}, backend {backend}")
-}
-
-fn describe_data(v: &Variant) -> String {
-    let d = &v.config.data;
-    if d.paths.is_empty() {
-        format!(
-            "built-in corpus ({} train tokens, seed {})",
-            d.builtin_train_tokens, d.corpus_seed
-        )
-    } else {
-        format!(
-            "{} (byte-level BPE, vocab {})",
-            d.paths.join(" "),
-            v.config.model.vocab_size
-        )
-    }
-}
-
-/// The speedup baseline of a grid: the widest dense model with the largest budget.
-fn grid_baseline(variants: &[Variant]) -> String {
-    variants
-        .iter()
-        .filter(|v| v.kind == Kind::Dense)
-        .max_by_key(|v| (v.config.model.d_model, v.config.train.steps))
-        .map(|v| v.name.clone())
-        .unwrap_or_default()
-}
-
-fn describe_budget(sweep: &SweepFile, variants: &[Variant]) -> String {
-    if let Some(grid) = &sweep.grid {
-        let t = &variants[0].config.train;
-        return format!(
-            "a grid of {} widths × {} expert counts × {} token budgets ({:?} tokens), batches of \
-             {} × {}, evaluated every {} steps on {} validation batches",
-            grid.d_model.len(),
-            grid.experts.len(),
-            grid.tokens.len(),
-            grid.tokens,
-            t.batch_size,
-            t.seq_len,
-            t.eval_every,
-            t.eval_batches
-        );
-    }
-    let budget = &sweep.budget;
-    let t = &variants[0].config.train;
-    let given = match (budget.steps, budget.tokens, budget.flops) {
-        (Some(s), _, _) => format!("{s} steps"),
-        (_, Some(n), _) => format!("{n} tokens"),
-        (_, _, Some(f)) => format!("{f:.3e} executed training FLOPs"),
-        _ => String::new(),
-    };
-    format!(
-        "{given} per variant = {} steps of {} × {} tokens, evaluated every {} steps on {} validation batches",
-        t.steps, t.batch_size, t.seq_len, t.eval_every, t.eval_batches
-    )
-}
-
-fn notes(variants: &[Variant]) -> Vec<String> {
-    let mut notes = vec![
-        "All variants start from the same seed (every parameter two variants share by name and \
-         shape starts with the same values), see the same batches in the same order and have \
-         equal useful training FLOPs per token apart from the router (checked before training)."
-            .to_string(),
-        "The FLOP axis and FLOP speedups count executed FLOPs: useful FLOPs plus the expert \
-         compute spent on empty capacity slots (capacity factor 1.25 pays for 25 % more expert \
-         rows than it fills; `executed_train_flops_per_token` in results.csv), so a variant with a \
-         lower capacity factor is credited with its lower cost."
-            .to_string(),
-    ];
-    notes.push("Plots leave out the step-0 evaluation (the untrained model) so the tails are readable; the tables use every evaluation.".into());
-    if variants.iter().any(|v| v.kind == Kind::ParamMatchedDense) {
-        notes.push("dense-param-matched has about the switch model's parameter count and therefore more FLOPs per token; it is not FLOP-matched.".into());
-    }
-    notes
 }

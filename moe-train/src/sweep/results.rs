@@ -21,14 +21,14 @@ pub fn finished(run_dir: &Path, steps: usize) -> bool {
 }
 
 /// One result per variant, from its run directory under `dir`.
-pub fn collect(dir: &Path, variants: &[Variant]) -> anyhow::Result<Vec<VariantResult>> {
+pub fn collect(dir: &Path, variants: &[&Variant]) -> anyhow::Result<Vec<VariantResult>> {
     variants
         .iter()
         .map(|v| {
             let run_dir = dir.join(&v.name);
             anyhow::ensure!(
                 finished(&run_dir, v.config.train.steps),
-                "variant {} has not finished ({}); run the sweep without --report-only",
+                "variant {} has not finished ({}); run its sweep (or shard) to the end first",
                 v.name,
                 run_dir.display()
             );

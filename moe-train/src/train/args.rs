@@ -37,6 +37,11 @@ pub struct TrainArgs {
     /// with --resume.
     #[arg(long, value_name = "STEP")]
     pub stop_at: Option<usize>,
+    /// Data-parallel training on N GPUs of this node (burn's gradient all-reduce over NCCL):
+    /// needs a build with `--features ddp` and `--backend cuda`; the batch is split evenly
+    /// over the devices (docs/distributed.md). Leave out for one device.
+    #[arg(long, value_name = "N")]
+    pub devices: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,

@@ -1,12 +1,15 @@
 //! `moe-train train`: resolve the run (setup), the step and its bookkeeping (trainer), the
-//! session that drives it (session), the printed summary (report) and clean stops (stop).
+//! session that drives it (session), the printed summary (report), clean stops (stop) and
+//! `--devices` (data_parallel, world).
 
 mod args;
+pub mod data_parallel;
 mod report;
 mod session;
 mod setup;
 pub mod stop;
 mod trainer;
+mod world;
 
 pub use args::{TrainArgs, TrainSummary};
 pub use session::{execute, measure_peak_flops, run};

@@ -40,6 +40,7 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
     for note in &notes {
         writeln!(out, "note: {note}")?;
     }
+    let devices = super::data_parallel::check(args, &config)?;
     let t = config.train.clone();
     memory::check_training_fits(&config.model, t.batch_size, t.seq_len)?;
     let device = args.backend.device()?;
@@ -105,6 +106,19 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         state.step,
         run_dir.display()
     )?;
+    let (model, world) = match devices {
+        Some(n) => {
+            writeln!(out, "data parallel over {n} CUDA devices (NCCL all-reduce)")?;
+            let devices = super::data_parallel::devices(n)?;
+            let (model, world) =
+                super::world::World::start(devices, model, |m, dev| match &resume {
+                    Some(loaded) => checkpoint::load_optimizer(loaded, &t, m, dev),
+                    None => Ok(AdamW::new(&t)),
+                })?;
+            (model, Some(world))
+        }
+        None => (model, None),
+    };
     let mut trainer = Trainer::new(TrainerParts {
         model,
         optim,
@@ -116,6 +130,7 @@ pub fn execute(plan: Plan, args: &TrainArgs, out: &mut impl Write) -> anyhow::Re
         metrics,
         peak_flops,
     });
+    trainer.world = world;
     if trainer.state.step > 0 {
         trainer.restore_watch()?;
     }

@@ -49,6 +49,8 @@ pub struct Trainer {
     /// Last evaluation.
     pub last_eval: Option<EvalRecord>,
     batcher: Batcher,
+    /// The other devices of a data-parallel run (`train --devices N`).
+    pub(crate) world: Option<super::world::World>,
     /// (time, tokens) at the last log, for tokens/s.
     last_log: (Instant, u64),
     /// Seconds spent in evaluations and checkpoints since the last log, left out of tokens/s
@@ -258,6 +260,7 @@ impl Trainer {
             last_train: None,
             last_eval: None,
             batcher,
+            world: None,
         }
     }
 
@@ -311,15 +314,26 @@ impl Trainer {
     fn forward_backward_update(&mut self) -> StepOutput {
         let t = self.config.train.clone();
         let step = self.state.step;
-        let batches = (0..t.grad_accum)
+        let starts: Vec<Vec<usize>> = (0..t.grad_accum)
             .map(|_| {
                 let starts = self.batcher.starts(self.state.position, t.batch_size);
                 self.state.position += t.batch_size as u64;
                 self.state.tokens += (t.batch_size * t.seq_len) as u64;
-                make_batch(&self.data.train, starts, t.seq_len, &self.ad_device)
+                starts
             })
             .collect();
         let model = self.model.take().expect("present between steps");
+        if let Some(world) = self.world.as_mut() {
+            let lr = learning_rate(&t, step);
+            let data = &self.data.train;
+            let (model, out) = world.step(model, &mut self.optim, starts, data, &t, (lr, step));
+            self.model = Some(model);
+            return out;
+        }
+        let batches = starts
+            .into_iter()
+            .map(|starts| make_batch(&self.data.train, starts, t.seq_len, &self.ad_device))
+            .collect();
         let ad = self.ad_device.clone();
         let seed = t.seed;
         let reseed = move || ad.seed(step_seed(seed, step));
