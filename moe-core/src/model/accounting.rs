@@ -75,7 +75,19 @@ impl SwitchTransformerConfig {
         let ffn = k * d * f; // one dense FFN
         let expert = k * d * f_e; // one routed (or shared) expert of width f_e
         let block_common = 4 * d * d + 2 * norm;
-        let sparse_ffn = routed * expert + k * d * f_s + d * routed; // experts, shared, router
+        // Loss-free balancing keeps a selection bias of one value per routed expert (a
+        // parameter without gradient, saved with the weights).
+        let selection_bias = if sw
+            .routing
+            .token_choice_settings()
+            .is_some_and(|tc| tc.bias_update_rate > 0.0)
+        {
+            routed
+        } else {
+            0
+        };
+        // Experts, shared experts, router, selection bias.
+        let sparse_ffn = routed * expert + k * d * f_s + d * routed + selection_bias;
         let mut embedding = v * d;
         if self.positions == PositionKind::Learned {
             embedding += self.max_seq_len as u64 * d;
