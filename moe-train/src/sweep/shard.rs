@@ -223,16 +223,13 @@ mod tests {
 
     #[test]
     fn shard_comes_from_the_flag_then_slurm_then_grid_engine() {
-        let given = Some(Shard { index: 1, count: 2 });
+        let given = Shard { index: 1, count: 2 };
         let slurm = [
             ("SLURM_ARRAY_TASK_ID", "12"),
             ("SLURM_ARRAY_TASK_MIN", "10"),
             ("SLURM_ARRAY_TASK_COUNT", "4"),
         ];
-        assert_eq!(
-            resolve(given, env(&slurm)).unwrap().unwrap().0,
-            given.unwrap()
-        );
+        assert_eq!(resolve(Some(given), env(&slurm)).unwrap().unwrap().0, given);
         let (shard, from) = resolve(None, env(&slurm)).unwrap().unwrap();
         assert_eq!(
             (shard, from.as_str()),
