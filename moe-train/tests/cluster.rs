@@ -10,28 +10,8 @@ use std::time::{Duration, Instant};
 
 use moe_train::sweep::shard::owner;
 
-const BASE: &str = r#"
-vocab_size = 256
-d_model = 32
-n_layers = 2
-n_heads = 2
-d_ff = 64
-max_seq_len = 16
-
-[switch]
-num_experts = 4
-
-[train]
-batch_size = 4
-seq_len = 16
-warmup_steps = 1
-eval_batches = 1
-peak_flops = 1e9
-
-[data]
-builtin_train_tokens = 20000
-builtin_val_tokens = 2000
-"#;
+mod common;
+use common::BASE;
 
 /// dense, switch-e2, switch-e4, switch-e4-cf1: shards 0, 1, 1, 2 of 3 (FNV-1a of the name).
 const SWEEP: &str = "base = \"base.toml\"\nexperts = [2, 4]\ncapacity_factors = [1.0]\n\

@@ -5,28 +5,8 @@ use std::path::PathBuf;
 
 use moe_train::sweep::{self, Outcome, SweepArgs};
 
-const BASE: &str = r#"
-vocab_size = 256
-d_model = 32
-n_layers = 2
-n_heads = 2
-d_ff = 64
-max_seq_len = 16
-
-[switch]
-num_experts = 4
-
-[train]
-batch_size = 4
-seq_len = 16
-warmup_steps = 1
-eval_batches = 1
-peak_flops = 1e9
-
-[data]
-builtin_train_tokens = 20000
-builtin_val_tokens = 2000
-"#;
+mod common;
+use common::BASE;
 
 fn setup(name: &str, experts: &str) -> (PathBuf, SweepArgs) {
     let dir = std::env::temp_dir().join(format!("switchyard-sweep-{}-{name}", std::process::id()));

@@ -5,7 +5,6 @@
 //! gradient accumulation, clipping).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::{Module, Param};
@@ -17,22 +16,17 @@ use serde::Serialize;
 
 use super::step::time_steps;
 use super::timing::median;
-use crate::backend::{sync_and_check, Backend};
+use super::BenchModelArgs;
+use crate::backend::sync_and_check;
 use crate::optim::AdamW;
 use crate::run_config::RunConfig;
 
 /// Arguments of `moe-train bench profile`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProfileArgs {
-    /// Run config (default: configs/tiny.toml, built in); its [train] batch shape is used.
-    #[arg(long, value_name = "FILE.toml")]
-    pub config: Option<PathBuf>,
-    /// Config overrides, as for `train`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
-    /// Backend.
-    #[arg(long, value_enum, default_value_t = Backend::DEFAULT)]
-    pub backend: Backend,
+    /// Config, overrides and backend.
+    #[command(flatten)]
+    pub model: BenchModelArgs,
     /// Untimed repetitions first.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
@@ -62,8 +56,7 @@ pub struct FamilyTime {
 /// Times each family and the whole step; prints a table (or JSON lines).
 pub fn run(args: &ProfileArgs, out: &mut impl Write) -> anyhow::Result<Vec<FamilyTime>> {
     anyhow::ensure!(args.iters >= 1, "--iters must be at least 1");
-    let config = RunConfig::load(args.config.as_deref(), &args.sets)?;
-    let device = args.backend.device()?;
+    let (config, device) = args.model.load()?;
     let ad = device.clone().autodiff();
     let t = &config.train;
     let model = config.model.init(t.seed, &ad);
@@ -272,7 +265,7 @@ fn report(
     writeln!(
         out,
         "profile of one training step: batch {} × {} tokens, {} (median of {} after {} warm-up)",
-        t.batch_size, t.seq_len, args.backend, args.iters, args.warmup
+        t.batch_size, t.seq_len, args.model.backend, args.iters, args.warmup
     )?;
     writeln!(
         out,

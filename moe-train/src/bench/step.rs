@@ -2,13 +2,13 @@
 //! and its FLOP-matched dense twin, measured side by side in one run.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::timing::median;
-use crate::backend::{sync_and_check, Backend};
+use super::BenchModelArgs;
+use crate::backend::sync_and_check;
 use crate::data::batches::make_batch;
 use crate::data::{corpus, TokenSplit};
 use crate::optim::AdamW;
@@ -18,15 +18,9 @@ use crate::train::{measure_peak_flops, train_step};
 /// Arguments of `moe-train bench step`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StepBenchArgs {
-    /// Run config (default: configs/tiny.toml, built in); its [train] batch shape is used.
-    #[arg(long, value_name = "FILE.toml")]
-    pub config: Option<PathBuf>,
-    /// Config overrides, as for `train`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
-    /// Backend.
-    #[arg(long, value_enum, default_value_t = Backend::DEFAULT)]
-    pub backend: Backend,
+    /// Config, overrides and backend.
+    #[command(flatten)]
+    pub model: BenchModelArgs,
     /// Untimed steps first (kernel compilation, allocator warm-up).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -75,8 +69,7 @@ pub fn run(args: &StepBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<Ste
             "--peak-flops {p}: must be a positive FLOP/s figure (e.g. 2e11), or left out to measure it"
         );
     }
-    let config = RunConfig::load(args.config.as_deref(), &args.sets)?;
-    let device = args.backend.device()?;
+    let (config, device) = args.model.load()?;
     let peak = match args.peak_flops {
         Some(p) => p,
         None => measure_peak_flops(&device)?,
@@ -116,7 +109,7 @@ pub fn run(args: &StepBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<Ste
             train_flops_per_token: flops,
             mfu: flops as f64 * tokens_per_s / peak,
             vs_dense: 0.0,
-            backend: args.backend.name().into(),
+            backend: args.model.backend.name().into(),
         });
     }
     let dense = results[1].median_s;
@@ -134,7 +127,7 @@ pub fn run(args: &StepBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<Ste
             args.iters,
             results[0].tokens_per_step,
             args.warmup,
-            args.backend,
+            args.model.backend,
             peak / 1e9
         )?;
         writeln!(
