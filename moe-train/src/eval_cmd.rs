@@ -59,8 +59,14 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalOutcome>
     );
     args.knn.validate()?;
     let mut loaded = checkpoint::load(&checkpoint::resolve(&args.run, args.best)?)?;
-    // The datastore is matched against the checkpoint as saved (before `--dropless`).
-    let fingerprint = ModelFingerprint::of(&loaded)?;
+    // The datastore is matched against the checkpoint as saved (before `--dropless`); the
+    // weights are hashed only when there is a datastore to match.
+    let store = match &args.knn.knn {
+        Some(_) => args
+            .knn
+            .open(&ModelFingerprint::of(&loaded)?, loaded.config.model.d_model)?,
+        None => None,
+    };
     if args.dropless {
         loaded.config.model.switch.dropless = true;
     }
@@ -89,10 +95,6 @@ pub fn run(args: &EvalArgs, out: &mut impl Write) -> anyhow::Result<EvalOutcome>
         t.seq_len + 1
     );
     let batches = args.batches.unwrap_or(t.eval_batches);
-    let store = match &args.knn.knn {
-        Some(_) => args.knn.open(&fingerprint, config.model.d_model)?,
-        None => None,
-    };
     let mut scorer = store
         .as_ref()
         .map(|s| args.knn.scorer(s, args.backend, &device));
