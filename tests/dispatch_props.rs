@@ -124,6 +124,7 @@ impl Decision {
             renormalize: false,
             balance_counts: BalanceCounts::First,
             bias_update_rate: 0.0,
+            sinkhorn_iters: 0,
             fill_order: FillOrder::Auto,
         }
     }

@@ -106,15 +106,24 @@ fn bias_update_follows_the_sign_of_the_load_gap() {
     let mut layer = layer_of(base().with_routing(routing), 5);
     let device = device().autodiff();
     // Loads 10, 2, 6, 6: mean 6 → over-loaded expert 0 goes down, 1 up, 2 and 3 stay.
-    layer.update_bias(Tensor::<1>::from_floats([10.0f32, 2.0, 6.0, 6.0], &device));
+    layer.update_bias(
+        Tensor::<1>::from_floats([10.0f32, 2.0, 6.0, 6.0], &device),
+        None,
+    );
     let bias = floats(layer.router.bias.as_ref().expect("bias").val());
     assert_eq!(bias, vec![-0.01, 0.01, 0.0, 0.0]);
-    layer.update_bias(Tensor::<1>::from_floats([10.0f32, 2.0, 6.0, 6.0], &device));
+    layer.update_bias(
+        Tensor::<1>::from_floats([10.0f32, 2.0, 6.0, 6.0], &device),
+        None,
+    );
     let bias = floats(layer.router.bias.as_ref().expect("bias").val());
     assert_eq!(bias, vec![-0.02, 0.02, 0.0, 0.0]);
     // A layer without loss-free balancing has no bias and ignores updates.
     let mut plain = layer_of(base(), 5);
-    plain.update_bias(Tensor::<1>::from_floats([1.0f32, 0.0, 0.0, 0.0], &device));
+    plain.update_bias(
+        Tensor::<1>::from_floats([1.0f32, 0.0, 0.0, 0.0], &device),
+        None,
+    );
     assert!(plain.router.bias.is_none());
 }
 
@@ -249,5 +258,161 @@ fn global_batch_balance_uses_the_given_step_fractions() {
         &[want],
         1e-6,
         1e-5,
+    );
+}
+
+/// Router probabilities of `n` tokens over 4 experts, skewed towards expert 0 (about 70 % of
+/// the tokens prefer it), as a `[n, 4]` tensor.
+fn skewed_probs(n: usize, seed: u64) -> Tensor<2> {
+    let device = device().autodiff();
+    device.seed(seed);
+    let logits = Tensor::<2>::random([n, 4], Distribution::Normal(0.0, 1.0), &device)
+        + Tensor::<1>::from_floats([1.5f32, 0.0, 0.0, 0.0], &device).unsqueeze_dim(0);
+    burn::tensor::activation::softmax(logits, 1)
+}
+
+/// Sinkhorn's theorem characterises the balanced scores without re-running the algorithm:
+/// `ln s_te = (ln p_te − ln p_tf)/(σ τ) + ln d_e + c_t` — the sharpened log-probabilities plus
+/// one shift per (group, expert) — and once rows are normalised every column of a group sums to
+/// `group_size / num_experts`. σ is recomputed here in f64 from its definition.
+#[test]
+fn sinkhorn_selection_is_sharpened_probabilities_shifted_per_expert_with_balanced_columns() {
+    use moe_core::router::{sinkhorn_selection, SINKHORN_TEMPERATURE};
+    let (groups, size, experts) = (2, 64, 4);
+    let p = skewed_probs(groups * size, 11);
+    let balanced = floats(sinkhorn_selection(p.clone(), groups, 300).0);
+    let p = floats(p);
+    for g in 0..groups {
+        let at = |t: usize, e: usize| (g * size + t) * experts + e;
+        // σ: root-mean-square of the per-token centred log-probabilities of the group.
+        let mut sq = 0.0f64;
+        for t in 0..size {
+            let logs: Vec<f64> = (0..experts).map(|e| (p[at(t, e)] as f64).ln()).collect();
+            let mean = logs.iter().sum::<f64>() / experts as f64;
+            sq += logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>();
+        }
+        let sharp = 1.0 / ((sq / (size * experts) as f64).sqrt() * SINKHORN_TEMPERATURE);
+        // Shift of expert e relative to expert 0, seen from token t.
+        let shift = |t: usize, e: usize| {
+            let lb = (balanced[at(t, e)] as f64).ln() - (balanced[at(t, 0)] as f64).ln();
+            let lp = (p[at(t, e)] as f64).ln() - (p[at(t, 0)] as f64).ln();
+            lb - lp * sharp
+        };
+        for e in 1..experts {
+            for t in 1..size {
+                let (a, b) = (shift(0, e), shift(t, e));
+                assert!(
+                    (a - b).abs() < 1e-3,
+                    "group {g} expert {e}: shift {a} vs {b}"
+                );
+            }
+        }
+        let mut columns = [0.0f64; 4];
+        for t in 0..size {
+            let sum: f64 = (0..experts).map(|e| balanced[at(t, e)] as f64).sum();
+            for (e, c) in columns.iter_mut().enumerate() {
+                *c += balanced[at(t, e)] as f64 / sum;
+            }
+        }
+        for (e, c) in columns.iter().enumerate() {
+            assert!(
+                (c - 16.0).abs() < 1e-2,
+                "group {g} expert {e}: mass {c}, want 16"
+            );
+        }
+    }
+}
+
+/// In training, Sinkhorn selection spreads a skewed router's first choices; the gates stay
+/// the probabilities of the chosen experts, and the balance loss counts the router's own
+/// choices. Evaluation routes by `ln p + running shift`: the
+/// probabilities alone while the shift is zero, balanced choices once it has followed the
+/// training shifts.
+#[test]
+fn sinkhorn_selection_balances_training_and_evaluation_follows_its_running_shift() {
+    let routing = RoutingConfig::Top1(Top1Config {
+        sinkhorn_iters: 30,
+        ..Top1Config::default()
+    });
+    let switch = base().with_dropless(true);
+    let sinkhorn = layer_of(switch.clone().with_routing(routing), 12);
+    let plain = layer_of(switch, 12);
+    let device = device().autodiff();
+    // Logits `x W` with a large column for expert 0: most tokens prefer it.
+    let bump: Vec<Vec<f32>> = (0..D_MODEL)
+        .map(|i| vec![if i == 0 { 1.5 } else { 0.0 }, 0.0, 0.0, 0.0])
+        .collect();
+    let weight = Tensor::<2>::random([D_MODEL, 4], Distribution::Normal(0.0, 0.5), &device)
+        + tensor2(&bump, &device);
+    let (mut sinkhorn, plain) = (
+        with_router_weight(sinkhorn, weight.clone()),
+        with_router_weight(plain, weight),
+    );
+    let x = tokens(256, 13).reshape([256, D_MODEL])
+        + Tensor::<1>::from_floats([2.0f32, 0.0, 0.0, 0.0, 0.0, 0.0], &device).unsqueeze_dim(0);
+    let loads = |layer: &SwitchLayer, mode| {
+        let route = layer.router.forward(x.clone(), mode);
+        let plan = single_plan(layer, &route, mode);
+        let a = plan.assignments.expect("token choice");
+        let experts = ints(a.expert.clone());
+        let probs = floats(route.probs);
+        for (t, (&e, g)) in experts.iter().zip(floats(a.gate)).enumerate() {
+            assert_eq!(
+                g,
+                probs[t * 4 + e as usize],
+                "gate of token {t} is its probability"
+            );
+        }
+        let mut load = [0usize; 4];
+        experts.iter().for_each(|&e| load[e as usize] += 1);
+        (experts, load)
+    };
+    let (raw_choice, raw) = loads(&plain, Mode::Train);
+    let (_, balanced) = loads(&sinkhorn, Mode::Train);
+    let (eval_choice, _) = loads(&sinkhorn, Mode::Eval);
+    let spread = |l: [usize; 4]| l.iter().max().unwrap() - l.iter().min().unwrap();
+    assert!(spread(raw) > 100, "the fixture must be skewed: {raw:?}");
+    assert!(
+        spread(balanced) <= 16,
+        "balanced training loads {balanced:?} (raw {raw:?})"
+    );
+    assert_eq!(
+        eval_choice, raw_choice,
+        "zero shift: evaluation routes by probabilities"
+    );
+    // The step's shift, tracked for many steps, becomes the evaluation shift.
+    let out = sinkhorn.forward(x.clone().reshape([1, 256, D_MODEL]), Mode::Train);
+    let shift = out
+        .stats
+        .selection_shift
+        .expect("training under Sinkhorn reports a shift");
+    for _ in 0..400 {
+        sinkhorn.update_bias(out.stats.tokens_per_expert.clone(), Some(shift.clone()));
+    }
+    let tracked = floats(sinkhorn.router.bias.as_ref().expect("running shift").val());
+    assert_close("running shift", &tracked, &floats(shift), 1e-4, 1e-4);
+    let probs = floats(sinkhorn.router.forward(x.clone(), Mode::Eval).probs);
+    let (eval_choice, shifted) = loads(&sinkhorn, Mode::Eval);
+    for (t, &e) in eval_choice.iter().enumerate() {
+        let score = |e: usize| probs[t * 4 + e].ln() + tracked[e];
+        let best = (0..4)
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+            .unwrap();
+        assert_eq!(e as usize, best, "token {t}: argmax of ln p + shift");
+    }
+    assert!(
+        spread(shifted) <= 24,
+        "shifted evaluation loads {shifted:?} (raw {raw:?})"
+    );
+    let plain_out = plain.forward(x.reshape([1, 256, D_MODEL]), Mode::Train);
+    assert!(
+        plain_out.stats.selection_shift.is_none(),
+        "no shift without Sinkhorn"
+    );
+    // The balance loss counts the router's own first choices, not the balanced ones.
+    assert_eq!(
+        floats(out.balance_loss),
+        floats(plain_out.balance_loss),
+        "balance loss of the unbalanced choices"
     );
 }

@@ -29,6 +29,13 @@ fn configs() -> Vec<SwitchTransformerConfig> {
                 bias_update_rate: 1e-3,
                 ..Top1Config::default()
             })),
+            ..base.clone()
+        },
+        SwitchTransformerConfig {
+            switch: SwitchConfig::new(4).with_routing(RoutingConfig::Top1(Top1Config {
+                sinkhorn_iters: 5,
+                ..Top1Config::default()
+            })),
             ..base
         },
     ]
@@ -50,8 +57,14 @@ fn save_then_load_gives_identical_logits() {
     let dir = temp_dir("roundtrip");
     for (i, config) in configs().into_iter().enumerate() {
         let mut model = config.init(i as u64, &device);
-        // A non-zero selection bias, so the round trip covers it.
-        let loads = vec![Tensor::<1>::from_floats([3.0f32, 1.0, 0.0, 4.0], &device)];
+        // A non-zero selection bias (or Sinkhorn shift), so the round trip covers it.
+        let loads = vec![(
+            Tensor::<1>::from_floats([3.0f32, 1.0, 0.0, 4.0], &device),
+            Some(Tensor::<1>::from_floats(
+                [0.5f32, -0.5, 0.25, -0.25],
+                &device,
+            )),
+        )];
         model.update_expert_biases(&loads);
         let path = dir.join(format!("model{i}.safetensors"));
         save_safetensors(&model, &config, &path).expect("save");

@@ -132,6 +132,16 @@ pub struct TopKConfig {
     /// chooses experts, it never scales their output. Default: 0 (the paper uses 1e-3).
     #[serde(default)]
     pub bias_update_rate: f64,
+    /// Sinkhorn-balanced selection in training (S-BASE, Clark et al. 2022; Megatron-LM's
+    /// `sinkhorn` router): experts are chosen by the router's log-probabilities, sharpened to a
+    /// tenth of their spread and shifted per expert by `sinkhorn_iters` Sinkhorn iterations so
+    /// that every routing group's assignment is close to balanced
+    /// ([`crate::router::sinkhorn_selection`]); the gates stay the softmax probabilities, and
+    /// evaluation and generation route by the probabilities alone (causal). Unlike the
+    /// loss-free bias, which follows the loads of past steps, this balances the current group,
+    /// batch-to-batch variation included. 0 = off. Default: 0.
+    #[serde(default)]
+    pub sinkhorn_iters: usize,
     /// Slot-claiming order when a token makes several decisions. Default: `auto`.
     #[serde(default)]
     pub fill_order: FillOrder,
@@ -157,6 +167,16 @@ pub struct Top1Config {
     /// chooses experts, it never scales their output. Default: 0 (the paper uses 1e-3).
     #[serde(default)]
     pub bias_update_rate: f64,
+    /// Sinkhorn-balanced selection in training (S-BASE, Clark et al. 2022; Megatron-LM's
+    /// `sinkhorn` router): experts are chosen by the router's log-probabilities, sharpened to a
+    /// tenth of their spread and shifted per expert by `sinkhorn_iters` Sinkhorn iterations so
+    /// that every routing group's assignment is close to balanced
+    /// ([`crate::router::sinkhorn_selection`]); the gates stay the softmax probabilities, and
+    /// evaluation and generation route by the probabilities alone (causal). Unlike the
+    /// loss-free bias, which follows the loads of past steps, this balances the current group,
+    /// batch-to-batch variation included. 0 = off. Default: 0.
+    #[serde(default)]
+    pub sinkhorn_iters: usize,
     /// Slot-claiming order when a token makes several decisions. Default: `auto`.
     #[serde(default)]
     pub fill_order: FillOrder,
@@ -171,6 +191,8 @@ pub struct TokenChoiceConfig {
     pub num_shared: usize,
     /// Selection-bias update rate (0 = off).
     pub bias_update_rate: f64,
+    /// Sinkhorn iterations of the training-time selection (0 = off).
+    pub sinkhorn_iters: usize,
     /// Slot-claiming order.
     pub fill_order: FillOrder,
 }
@@ -223,6 +245,8 @@ struct RoutingTable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bias_update_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    sinkhorn_iters: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     fill_order: Option<FillOrder>,
 }
 
@@ -263,6 +287,7 @@ impl TryFrom<RoutingTable> for RoutingConfig {
                 t.bias_update_rate.is_some(),
                 token_choice,
             )?;
+            foreign("sinkhorn_iters", t.sinkhorn_iters.is_some(), token_choice)?;
             foreign("fill_order", t.fill_order.is_some(), token_choice)?;
             return Ok(RoutingConfig::ExpertChoice(ExpertChoiceConfig {}));
         }
@@ -270,12 +295,14 @@ impl TryFrom<RoutingTable> for RoutingConfig {
         let granularity = t.granularity.unwrap_or(top1.granularity);
         let num_shared = t.num_shared.unwrap_or(top1.num_shared);
         let bias_update_rate = t.bias_update_rate.unwrap_or(top1.bias_update_rate);
+        let sinkhorn_iters = t.sinkhorn_iters.unwrap_or(top1.sinkhorn_iters);
         let fill_order = t.fill_order.unwrap_or(top1.fill_order);
         Ok(match kind {
             RoutingKind::Top1 => RoutingConfig::Top1(Top1Config {
                 granularity,
                 num_shared,
                 bias_update_rate,
+                sinkhorn_iters,
                 fill_order,
             }),
             _ => {
@@ -287,6 +314,7 @@ impl TryFrom<RoutingTable> for RoutingConfig {
                     granularity,
                     num_shared,
                     bias_update_rate,
+                    sinkhorn_iters,
                     fill_order,
                 })
             }
@@ -302,6 +330,7 @@ impl From<RoutingConfig> for RoutingTable {
                 granularity: Some(c.granularity),
                 num_shared: Some(c.num_shared),
                 bias_update_rate: Some(c.bias_update_rate),
+                sinkhorn_iters: Some(c.sinkhorn_iters),
                 fill_order: Some(c.fill_order),
                 ..RoutingTable::default()
             },
@@ -313,6 +342,7 @@ impl From<RoutingConfig> for RoutingTable {
                 granularity: Some(c.granularity),
                 num_shared: Some(c.num_shared),
                 bias_update_rate: Some(c.bias_update_rate),
+                sinkhorn_iters: Some(c.sinkhorn_iters),
                 fill_order: Some(c.fill_order),
             },
             RoutingConfig::ExpertChoice(_) => RoutingTable {
@@ -329,6 +359,7 @@ impl Default for Top1Config {
             granularity: 1,
             num_shared: 0,
             bias_update_rate: 0.0,
+            sinkhorn_iters: 0,
             fill_order: FillOrder::Auto,
         }
     }
@@ -343,6 +374,7 @@ impl Default for TopKConfig {
             granularity: 1,
             num_shared: 0,
             bias_update_rate: 0.0,
+            sinkhorn_iters: 0,
             fill_order: FillOrder::Auto,
         }
     }
@@ -366,8 +398,18 @@ pub struct TokenChoice {
     pub balance_counts: BalanceCounts,
     /// Selection-bias update rate (0 = no bias).
     pub bias_update_rate: f64,
+    /// Sinkhorn iterations of the training-time selection (0 = off).
+    pub sinkhorn_iters: usize,
     /// Slot-claiming order (as configured; [`FillOrder::Auto`] is resolved by the layer).
     pub fill_order: FillOrder,
+}
+
+impl TokenChoice {
+    /// Whether the router keeps a per-expert selection bias: loss-free balancing's, or
+    /// Sinkhorn selection's running shift.
+    pub fn keeps_selection_bias(&self) -> bool {
+        self.bias_update_rate > 0.0 || self.sinkhorn_iters > 0
+    }
 }
 
 impl RoutingConfig {
@@ -387,12 +429,14 @@ impl RoutingConfig {
                 granularity: c.granularity,
                 num_shared: c.num_shared,
                 bias_update_rate: c.bias_update_rate,
+                sinkhorn_iters: c.sinkhorn_iters,
                 fill_order: c.fill_order,
             }),
             RoutingConfig::Topk(c) => Some(TokenChoiceConfig {
                 granularity: c.granularity,
                 num_shared: c.num_shared,
                 bias_update_rate: c.bias_update_rate,
+                sinkhorn_iters: c.sinkhorn_iters,
                 fill_order: c.fill_order,
             }),
             RoutingConfig::ExpertChoice(_) => None,
@@ -421,6 +465,7 @@ impl RoutingConfig {
             renormalize,
             balance_counts,
             bias_update_rate: common.bias_update_rate,
+            sinkhorn_iters: common.sinkhorn_iters,
             fill_order: common.fill_order,
         })
     }
@@ -547,6 +592,9 @@ pub struct ConfigError {
 /// Largest expert count accepted (keeps accounting in `u64`).
 pub const MAX_EXPERTS: usize = 1 << 14;
 
+/// Most Sinkhorn iterations `routing.sinkhorn_iters` accepts.
+pub const MAX_SINKHORN_ITERS: usize = 1000;
+
 impl SwitchConfig {
     /// Top-1 routing over `num_experts` experts, every other setting at its default.
     pub fn new(num_experts: usize) -> Self {
@@ -661,6 +709,26 @@ impl SwitchConfig {
                     format!(
                         "is {}; must be a finite number ≥ 0 (0 = off; the paper uses 1e-3)",
                         c.bias_update_rate
+                    ),
+                );
+            }
+            if c.sinkhorn_iters > 0 && c.bias_update_rate > 0.0 {
+                bad(
+                    "routing.sinkhorn_iters",
+                    format!(
+                        "is {} with routing.bias_update_rate = {}: both balance the selection, \
+                         use one (set the other to 0)",
+                        c.sinkhorn_iters, c.bias_update_rate
+                    ),
+                );
+            }
+            if c.sinkhorn_iters > MAX_SINKHORN_ITERS {
+                bad(
+                    "routing.sinkhorn_iters",
+                    format!(
+                        "is {}; at most {MAX_SINKHORN_ITERS} (a few tens converge; each is \
+                         several tensor ops per layer and step)",
+                        c.sinkhorn_iters
                     ),
                 );
             }
@@ -858,6 +926,41 @@ mod tests {
         ] {
             let err = cfg.validate().expect_err(field);
             assert!(err.problems[0].starts_with(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn sinkhorn_selection_parses_round_trips_and_excludes_the_bias() {
+        let parse = |s: &str| toml::from_str::<SwitchConfig>(s);
+        let sk = parse("num_experts = 8\n[routing]\nsinkhorn_iters = 10").expect("top1");
+        let tc = sk.routing.token_choice().expect("token choice");
+        assert_eq!((tc.sinkhorn_iters, tc.bias_update_rate), (10, 0.0));
+        assert!(sk.validate().is_ok());
+        let round = toml::to_string(&sk).expect("serialises");
+        assert_eq!(parse(&round).expect("reparses"), sk);
+        let err = parse("num_experts = 8\n[routing]\nkind = \"expert_choice\"\nsinkhorn_iters = 4")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`sinkhorn_iters` is not a setting"),
+            "{err}"
+        );
+        for (text, want) in [
+            (
+                "num_experts = 8\n[routing]\nsinkhorn_iters = 10\nbias_update_rate = 1e-3",
+                "both balance the selection",
+            ),
+            (
+                "num_experts = 8\n[routing]\nsinkhorn_iters = 5000",
+                "at most 1000",
+            ),
+        ] {
+            let err = parse(text).expect("parses").validate().expect_err(text);
+            assert!(
+                err.problems[0].starts_with("routing.sinkhorn_iters"),
+                "{err}"
+            );
+            assert!(err.problems[0].contains(want), "{err}");
         }
     }
 }

@@ -62,10 +62,12 @@ pub struct DispatchPlan {
     pub slots: Option<(Tensor<1, Int>, Tensor<1>)>,
     /// Routing decisions per expert before capacity, all choices, `[G, E]`.
     pub counts: Tensor<2>,
-    /// First choices per expert, `[G, E]` (equal to `counts` for top-1).
+    /// First choices per expert, `[G, E]` (equal to `counts` for top-1, except under
+    /// Sinkhorn selection in training, where first choices are the router's own).
     pub first_choice_counts: Tensor<2>,
-    /// Each token's first-choice expert (expert choice: its highest-probability expert),
-    /// `[num_tokens]`.
+    /// Each token's first-choice expert (expert choice: its highest-probability expert;
+    /// Sinkhorn selection in training: the router's own choice before balancing, which the
+    /// balance loss counts), `[num_tokens]`.
     pub first_choice: Tensor<1, Int>,
     /// Decisions made: `num_tokens · k`, or the `E · G · C` slots of expert choice.
     pub decisions: usize,
@@ -73,6 +75,10 @@ pub struct DispatchPlan {
     pub dropped: Tensor<1>,
     /// Decisions each expert processed, `[E]`.
     pub kept_per_expert: Tensor<1>,
+    /// Sinkhorn-balanced selection's per-expert shift of the log-probabilities, mean over the
+    /// groups, `[num_experts]` (`None` when the plan chose by the scores as given; see
+    /// [`crate::router::sinkhorn_selection`]).
+    pub selection_shift: Option<Tensor<1>>,
 }
 
 impl DispatchPlan {
@@ -246,6 +252,7 @@ pub fn plan_token_choice(
         decisions,
         dropped,
         kept_per_expert,
+        selection_shift: None,
     }
 }
 
@@ -307,6 +314,7 @@ pub fn plan_expert_choice(
         decisions: num_tokens,
         dropped,
         kept_per_expert: full.sum_dim(0).reshape([num_experts]),
+        selection_shift: None,
     }
 }
 

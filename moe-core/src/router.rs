@@ -22,9 +22,14 @@ pub struct RouterConfig {
     /// Multiplicative input jitter ε in training (0 = off). Default: 0.
     #[config(default = 0.0)]
     pub jitter_eps: f64,
-    /// Keep a per-expert selection bias (loss-free balancing). Default: false.
+    /// Keep a per-expert selection bias (loss-free balancing, or Sinkhorn's running shift).
+    /// Default: false.
     #[config(default = false)]
     pub selection_bias: bool,
+    /// The bias is Sinkhorn selection's running shift of the log-probabilities (applied in
+    /// evaluation only) rather than loss-free balancing's additive bias. Default: false.
+    #[config(default = false)]
+    pub sinkhorn: bool,
 }
 
 /// What the router computed for each token.
@@ -66,9 +71,13 @@ impl RouterOutput {
 pub struct Router {
     /// `[d_model, num_experts]`.
     pub weight: Param<Tensor<2>>,
-    /// Selection bias of loss-free balancing, `[num_experts]`: not trained by gradients
-    /// (updated by [`Router::update_bias`]), saved with the weights. `None` when off.
+    /// Selection bias, `[num_experts]`: not trained by gradients, saved with the weights,
+    /// `None` when off. Loss-free balancing: added to the probabilities in training and
+    /// evaluation (updated by [`Router::update_bias`]). Sinkhorn selection: the running shift
+    /// of the log-probabilities, used in evaluation only (updated by [`Router::track_shift`]).
     pub bias: Option<Param<Tensor<1>>>,
+    /// Whether `bias` is Sinkhorn selection's running shift.
+    pub sinkhorn: bool,
     /// Multiplicative input jitter ε in training (0 = off).
     pub jitter_eps: f64,
 }
@@ -90,6 +99,7 @@ impl RouterConfig {
                     .set_require_grad(false)
             }),
             jitter_eps: self.jitter_eps,
+            sinkhorn: self.sinkhorn,
         }
     }
 }
@@ -115,6 +125,12 @@ impl Router {
         let logits = tokens.matmul(to_f32(self.weight.val())); // [num_tokens, num_experts]
         let probs = softmax(logits.clone(), 1); // [num_tokens, num_experts]
         let selection = match &self.bias {
+            // Training: the plan balances the probabilities themselves.
+            Some(_) if self.sinkhorn && mode == Mode::Train => probs.clone(),
+            // Evaluation: argmax of `ln p + shift`.
+            Some(shift) if self.sinkhorn => {
+                probs.clone().detach() * shift.val().detach().exp().unsqueeze_dim(0)
+            }
             Some(bias) => probs.clone().detach() + bias.val().detach().unsqueeze_dim(0),
             None => probs.clone(),
         };
@@ -137,6 +153,88 @@ impl Router {
         let updated = bias.val().detach() + step.to_device(&bias.val().device());
         self.bias = Some(Param::from_tensor(updated).set_require_grad(false));
     }
+
+    /// Sinkhorn selection: moves the running shift a fraction [`SINKHORN_SHIFT_RATE`] of the
+    /// way to `shift`, the mean per-expert shift of the last optimizer step (`[num_experts]`).
+    /// No-op without a bias.
+    pub fn track_shift(&mut self, shift: Tensor<1>) {
+        let Some(bias) = &self.bias else {
+            return;
+        };
+        let old = bias.val().detach();
+        let shift = shift.to_device(&old.device());
+        let updated = old.clone() + (shift - old).mul_scalar(SINKHORN_SHIFT_RATE);
+        self.bias = Some(Param::from_tensor(updated).set_require_grad(false));
+    }
+}
+
+/// Rate of the running per-expert shift that evaluation routes by under Sinkhorn selection
+/// (an exponential moving average of the training shifts over about 1 / rate steps).
+pub const SINKHORN_SHIFT_RATE: f64 = 0.05;
+
+/// Temperature of [`sinkhorn_selection`], relative to the spread of the selection
+/// log-scores: low enough that a balanced soft assignment is close to a balanced *hard* one.
+pub const SINKHORN_TEMPERATURE: f64 = 0.1;
+
+/// Sinkhorn-balanced selection scores (S-BASE, Clark et al. 2022; Megatron-LM's `sinkhorn`
+/// router), per routing group.
+///
+/// The log-scores `z = ln selection` (router log-probabilities) are centred per token and
+/// divided by their root-mean-square over the group `σ` and by [`SINKHORN_TEMPERATURE`] `τ`:
+/// `K_te = exp((z_te − max_e z_te) / (σ τ))`. `iters` Sinkhorn iterations then find one scale
+/// `d_e` per expert such that the row-normalised `K_te d_e` gives every expert
+/// `group_size / num_experts` tokens' worth of mass: `r_t = Σ_e K_te d_e`,
+/// `d_e = (group_size / num_experts) / Σ_t K_te / r_t`. Returned: `K_te d_e`, whose order
+/// within each row is all the plan reads, and the shift `σ τ ln d_e` of the log-probabilities
+/// this amounts to (`argmax_e K_te d_e = argmax_e ln p_te + σ τ ln d_e`), averaged over the
+/// groups and centred, `[num_experts]`: evaluation routes by a running mean of it.
+///
+/// Why standardise: a router that is still flat (early training, small models) has
+/// probabilities that are balanced *as mass* while their argmax is not, and Sinkhorn on the
+/// probabilities themselves would leave the choices as they were; at a temperature of a tenth
+/// of the spread the balanced soft assignment is nearly a hard one, whatever the router's
+/// scale. Detached: this only chooses experts.
+///
+/// # Shapes
+/// - `selection`: `[num_groups · group_size, num_experts]`, non-negative, group by group
+/// - output: `[num_groups · group_size, num_experts]` and `[num_experts]`
+pub fn sinkhorn_selection(
+    selection: Tensor<2>,
+    num_groups: usize,
+    iters: usize,
+) -> (Tensor<2>, Tensor<1>) {
+    let [num_tokens, num_experts] = selection.dims();
+    let group_size = num_tokens / num_groups;
+    let z =
+        selection
+            .detach()
+            .clamp_min(1e-30)
+            .log()
+            .reshape([num_groups, group_size, num_experts]); // [G, S, E]
+    let z = z.clone() - z.mean_dim(2); // centred per token
+    let spread = (z.clone() * z.clone())
+        .mean_dim(2)
+        .mean_dim(1)
+        .sqrt()
+        .clamp_min(1e-6); // [G, 1, 1]
+    let z = z.clone() - z.max_dim(2);
+    let temperature = spread.mul_scalar(SINKHORN_TEMPERATURE); // [G, 1, 1]
+    let kernel = (z / temperature.clone()).exp().clamp_min(1e-30); // [G, S, E], largest of each row = 1
+                                                                   // Every expert has the same target and the update is homogeneous (scaling `d` by c
+                                                                   // scales the next `d` by c), so the common factor `group_size / num_experts` is left out
+                                                                   // and `d` is divided by its largest entry instead, which keeps it in f32 range; neither
+                                                                   // changes a row's order or the centred shift.
+    let mut scale = Tensor::<3>::ones([num_groups, 1, num_experts], &kernel.device()); // [G, 1, E]
+    for _ in 0..iters {
+        let rows = (kernel.clone() * scale).sum_dim(2); // [G, S, 1]
+        scale = (kernel.clone() / rows).sum_dim(1).recip(); // [G, 1, E]
+        scale = scale.clone() / scale.max_dim(2);
+    }
+    let shift = (scale.clone().log() * temperature)
+        .mean_dim(0)
+        .reshape([num_experts]); // [E]
+    let shift = shift.clone() - shift.mean();
+    ((kernel * scale).reshape([num_tokens, num_experts]), shift)
 }
 
 fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {

@@ -24,6 +24,10 @@ pub struct RoutingStats {
     pub dropped: Tensor<1>,
     /// Selection bias of loss-free balancing, `[num_experts]` (`None` when off).
     pub bias: Option<Tensor<1>>,
+    /// Sinkhorn-balanced selection's per-expert shift of the log-probabilities in this call,
+    /// `[num_experts]` (`None` when off or not training); folded into the router's running
+    /// shift after the optimizer step.
+    pub selection_shift: Option<Tensor<1>>,
     /// Routing decisions made: `num_tokens · k` (expert choice: `num_tokens`).
     pub decisions: usize,
     /// Tokens routed in this call.
@@ -106,6 +110,10 @@ impl RoutingStats {
             expert_index: Tensor::cat(vec![self.expert_index, other.expert_index], 0),
             dropped: self.dropped + other.dropped,
             bias: self.bias,
+            selection_shift: match (self.selection_shift, other.selection_shift) {
+                (Some(x), Some(y)) => Some(weighted(x, y)),
+                (x, y) => x.or(y),
+            },
             decisions: self.decisions + other.decisions,
             num_tokens: self.num_tokens + other.num_tokens,
             capacity: self.capacity,

@@ -17,7 +17,7 @@ use crate::ffn::{DenseFfn, Experts, ExpertsConfig, FfnConfig};
 use crate::init::Init;
 use crate::losses::{balance_loss, balance_loss_with_fractions, z_loss};
 use crate::plan::{plan_expert_choice, plan_token_choice, DispatchPlan, PositionAlgorithm};
-use crate::router::{Router, RouterConfig, RouterOutput};
+use crate::router::{sinkhorn_selection, Router, RouterConfig, RouterOutput};
 use crate::stats::RoutingStats;
 
 /// A switch layer's widths and settings.
@@ -130,14 +130,14 @@ impl SwitchLayerConfig {
     pub fn init_with(&self, init: &Init, device: &Device) -> SwitchLayer {
         let s = &self.switch;
         let routed = s.routed_experts();
-        let bias = s
-            .routing
-            .token_choice()
-            .is_some_and(|tc| tc.bias_update_rate > 0.0);
+        let policy = s.routing.token_choice();
+        let sinkhorn = policy.is_some_and(|tc| tc.sinkhorn_iters > 0);
+        let bias = policy.is_some_and(|tc| tc.keeps_selection_bias());
         let router = RouterConfig::new(self.d_model, routed)
             .with_init_scale(s.router_init_scale)
             .with_jitter_eps(s.jitter_eps)
             .with_selection_bias(bias)
+            .with_sinkhorn(sinkhorn)
             .init(&init.scope("router"), device);
         let experts = ExpertsConfig::new(routed, self.d_model, s.expert_d_ff(self.d_ff))
             .with_activation(s.activation)
@@ -224,15 +224,41 @@ impl SwitchLayer {
             DispatchKind::Einsum => PositionAlgorithm::Cumsum,
         };
         match self.config.routing.token_choice() {
-            Some(policy) => plan_token_choice(
-                route,
-                policy,
-                self.token_major(),
-                num_groups,
-                capacity,
-                self.config.overflow,
-                algorithm,
-            ),
+            Some(policy) => {
+                // Sinkhorn-balanced selection: training only, so evaluation and generation
+                // route each token by its own probabilities and the running shift (causal).
+                let (balanced, shift);
+                let chosen_by = if mode == Mode::Train && policy.sinkhorn_iters > 0 {
+                    let (selection, step_shift) = sinkhorn_selection(
+                        route.selection.clone(),
+                        num_groups,
+                        policy.sinkhorn_iters,
+                    );
+                    shift = Some(step_shift);
+                    balanced = RouterOutput {
+                        selection,
+                        ..route.clone()
+                    };
+                    &balanced
+                } else {
+                    shift = None;
+                    route
+                };
+                let mut plan = plan_token_choice(
+                    chosen_by,
+                    policy,
+                    self.token_major(),
+                    num_groups,
+                    capacity,
+                    self.config.overflow,
+                    algorithm,
+                );
+                if let Some(shift) = shift {
+                    own_first_choices(&mut plan, &route.selection);
+                    plan.selection_shift = Some(shift);
+                }
+                plan
+            }
             None => plan_expert_choice(route, num_groups, capacity),
         }
     }
@@ -458,6 +484,7 @@ impl SwitchLayer {
             expert_index: plan.first_choice.clone(),
             dropped: plan.dropped.clone(),
             bias: self.router.bias.as_ref().map(|b| b.val().detach()),
+            selection_shift: plan.selection_shift.clone(),
             decisions: plan.decisions,
             num_tokens: plan.num_tokens(),
             capacity: plan.capacity,
@@ -465,12 +492,17 @@ impl SwitchLayer {
         }
     }
 
-    /// Loss-free balancing: moves the selection bias by `bias_update_rate · sign(mean − load)`
-    /// (no-op when off). `load`: decisions per expert of the last optimizer step.
-    pub fn update_bias(&mut self, load: Tensor<1>) {
+    /// After an optimizer step. Loss-free balancing: moves the selection bias by
+    /// `bias_update_rate · sign(mean − load)`, `load` being the decisions per expert of the
+    /// step. Sinkhorn selection: folds the step's mean `shift` (see
+    /// [`RoutingStats::selection_shift`]) into the running shift evaluation routes by. No-op
+    /// otherwise.
+    pub fn update_bias(&mut self, load: Tensor<1>, shift: Option<Tensor<1>>) {
         if let Some(tc) = self.config.routing.token_choice() {
             if tc.bias_update_rate > 0.0 {
                 self.router.update_bias(load, tc.bias_update_rate);
+            } else if let (true, Some(shift)) = (tc.sinkhorn_iters > 0, shift) {
+                self.router.track_shift(shift);
             }
         }
     }
@@ -479,6 +511,30 @@ impl SwitchLayer {
     pub fn is_expert_choice(&self) -> bool {
         matches!(self.config.routing, RoutingConfig::ExpertChoice(_))
     }
+}
+
+/// Under Sinkhorn selection: makes the plan's first choices (and their counts per group) the
+/// router's own, `argmax_e selection_te` before balancing, which is what the balance loss
+/// counts and what evaluation picks (up to the running shift). The loss then keeps the router
+/// itself balanced and Sinkhorn corrects only what is left of each group; were it fed the
+/// balanced choices, its fractions `f_i` would all be `1/E` and it would push nothing.
+///
+/// # Shapes
+/// - `selection`: `[num_tokens, num_experts]`, the unbalanced scores
+fn own_first_choices(plan: &mut DispatchPlan, selection: &Tensor<2>) {
+    let (num_groups, group_size, num_experts) =
+        (plan.num_groups, plan.group_size, plan.num_experts);
+    let (_, first) = selection.clone().max_dim_with_indices(1); // [num_tokens, 1]
+    let device = first.device();
+    plan.first_choice_counts = Tensor::<2, Int>::zeros([num_groups, num_experts], &device)
+        .scatter(
+            1,
+            first.clone().reshape([num_groups, group_size]),
+            Tensor::ones([num_groups, group_size], &device),
+            IndexingUpdateOp::Add,
+        )
+        .float(); // [num_groups, num_experts]
+    plan.first_choice = first.reshape([num_groups * group_size]);
 }
 
 /// Rows `start..start + len` of `t` (no op when that is all of them).

@@ -233,6 +233,12 @@ fn unsupported_configs_are_refused_by_name() {
         ..Default::default()
     });
     cases.push(("switch.routing.bias_update_rate", c));
+    let mut c = base();
+    c.switch.routing = moe_core::config::RoutingConfig::Top1(moe_core::config::Top1Config {
+        sinkhorn_iters: 20,
+        ..Default::default()
+    });
+    cases.push(("switch.routing.sinkhorn_iters", c));
     for (field, config) in cases {
         match to_hf(&config, 0) {
             Err(HfError::Unsupported { problems }) => assert!(

@@ -75,12 +75,12 @@ impl SwitchTransformerConfig {
         let ffn = k * d * f; // one dense FFN
         let expert = k * d * f_e; // one routed (or shared) expert of width f_e
         let block_common = 4 * d * d + 2 * norm;
-        // Loss-free balancing keeps a selection bias of one value per routed expert (a
-        // parameter without gradient, saved with the weights).
+        // Loss-free balancing and Sinkhorn selection keep a selection bias of one value per
+        // routed expert (a parameter without gradient, saved with the weights).
         let selection_bias = if sw
             .routing
-            .token_choice_settings()
-            .is_some_and(|tc| tc.bias_update_rate > 0.0)
+            .token_choice()
+            .is_some_and(|tc| tc.keeps_selection_bias())
         {
             routed
         } else {

@@ -248,17 +248,18 @@ impl SwitchTransformer {
         })
     }
 
-    /// Loss-free balancing after an optimizer step: each sparse layer's selection bias moves
-    /// by its `bias_update_rate · sign(mean − load)` (`loads`: decisions per expert of the
-    /// step, one `[num_experts]` tensor per sparse layer in block order). Layers without a
-    /// bias are left as they are.
-    pub fn update_expert_biases(&mut self, loads: &[Tensor<1>]) {
+    /// After an optimizer step, each sparse layer's selection bias: loss-free balancing moves
+    /// it by `bias_update_rate · sign(mean − load)`, Sinkhorn selection folds in the step's
+    /// shift ([`crate::switch::SwitchLayer::update_bias`]). `loads`: decisions per expert of
+    /// the step and the step's mean Sinkhorn shift, `[num_experts]` each, one pair per sparse
+    /// layer in block order. Layers without a bias are left as they are.
+    pub fn update_expert_biases(&mut self, loads: &[(Tensor<1>, Option<Tensor<1>>)]) {
         let layers = self.blocks.iter_mut().filter_map(|b| match &mut b.ffn {
             FeedForward::Switch(layer) => Some(layer),
             FeedForward::Dense(_) => None,
         });
-        for (layer, load) in layers.zip(loads) {
-            layer.update_bias(load.clone());
+        for (layer, (load, shift)) in layers.zip(loads) {
+            layer.update_bias(load.clone(), shift.clone());
         }
     }
 

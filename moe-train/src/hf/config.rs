@@ -219,6 +219,14 @@ fn unsupported(c: &SwitchTransformerConfig) -> Vec<String> {
             "switch.routing.kind",
             "is \"expert_choice\"; Qwen2-MoE routes each token to its top-k experts",
         ),
+        Some(tc) if tc.sinkhorn_iters > 0 => bad(
+            "switch.routing.sinkhorn_iters",
+            &format!(
+                "is {}; Sinkhorn selection routes evaluation by a learnt per-expert shift, and \
+                 Qwen2-MoE's router has no bias",
+                tc.sinkhorn_iters
+            ),
+        ),
         Some(tc) if tc.bias_update_rate > 0.0 => bad(
             "switch.routing.bias_update_rate",
             &format!(

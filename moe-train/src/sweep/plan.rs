@@ -296,8 +296,8 @@ pub fn variants(
                 experts(default_experts)(c);
                 c.model.balance_coef = 0.0;
                 match &mut c.model.switch.routing {
-                    RoutingConfig::Top1(r) => r.bias_update_rate = 0.0,
-                    RoutingConfig::Topk(r) => r.bias_update_rate = 0.0,
+                    RoutingConfig::Top1(r) => (r.bias_update_rate, r.sinkhorn_iters) = (0.0, 0),
+                    RoutingConfig::Topk(r) => (r.bias_update_rate, r.sinkhorn_iters) = (0.0, 0),
                     RoutingConfig::ExpertChoice(_) => {}
                 }
             })?,

@@ -135,7 +135,8 @@ pub fn train_step(
     let mut accumulator = GradientsAccumulator::new();
     let mut sums: Option<[Tensor<1>; 4]> = None;
     let mut routing = Vec::new();
-    let mut loads: Vec<Tensor<1>> = Vec::new();
+    // Per sparse layer: decisions per expert and Sinkhorn shift, summed over micro-batches.
+    let mut loads: Vec<(Tensor<1>, Option<Tensor<1>>)> = Vec::new();
     for batch in batches {
         let out = model.forward_loss_with(
             batch.inputs,
@@ -156,9 +157,15 @@ pub fn train_step(
         });
         for (i, r) in out.routing.iter().enumerate() {
             let load = r.stats.tokens_per_expert.clone();
+            let shift = r.stats.selection_shift.clone();
             match loads.get_mut(i) {
-                Some(sum) => *sum = sum.clone() + load,
-                None => loads.push(load),
+                Some((sum, shifts)) => {
+                    *sum = sum.clone() + load;
+                    if let (Some(a), Some(b)) = (shifts.as_mut(), shift) {
+                        *a = a.clone() + b;
+                    }
+                }
+                None => loads.push((load, shift)),
             }
         }
         routing = out.routing;
@@ -171,6 +178,9 @@ pub fn train_step(
     };
     let mut model = optim.step(model, grads, lr, scale);
     if model.has_selection_bias() {
+        for (_, shift) in loads.iter_mut() {
+            *shift = shift.take().map(|s| s.div_scalar(micro as f64));
+        }
         model.update_expert_biases(&loads);
     }
     let parts = sums

@@ -46,9 +46,9 @@ impl World {
         let n = devices.len();
         anyhow::ensure!(
             n == 1 || !model.has_selection_bias(),
-            "--devices {n} with loss-free balancing (a selection bias): each device would \
-             update its bias from its own expert loads and the replicas would diverge; use \
-             --devices 1"
+            "--devices {n} with loss-free balancing or Sinkhorn selection (a selection bias): \
+             each device would update its bias from its own expert loads and the replicas \
+             would diverge; use --devices 1"
         );
         let plain = devices;
         let devices: Vec<Device> = plain.iter().map(|d| d.clone().autodiff()).collect();
