@@ -219,11 +219,12 @@ pub fn sinkhorn_selection(
         .clamp_min(1e-6); // [G, 1, 1]
     let z = z.clone() - z.max_dim(2);
     let temperature = spread.mul_scalar(SINKHORN_TEMPERATURE); // [G, 1, 1]
-    let kernel = (z / temperature.clone()).exp().clamp_min(1e-30); // [G, S, E], largest of each row = 1
-                                                                   // Every expert has the same target and the update is homogeneous (scaling `d` by c
-                                                                   // scales the next `d` by c), so the common factor `group_size / num_experts` is left out
-                                                                   // and `d` is divided by its largest entry instead, which keeps it in f32 range; neither
-                                                                   // changes a row's order or the centred shift.
+    let kernel = (z / temperature.clone()).exp().clamp_min(1e-30);
+
+    // `kernel`: [G, S, E], largest of each row 1. Every expert has the same target and the
+    // update is homogeneous (scaling `d` by c scales the next `d` by c), so the common factor
+    // `group_size / num_experts` is left out and `d` is divided by its largest entry instead,
+    // which keeps it in f32 range; neither changes a row's order or the centred shift.
     let mut scale = Tensor::<3>::ones([num_groups, 1, num_experts], &kernel.device()); // [G, 1, E]
     for _ in 0..iters {
         let rows = (kernel.clone() * scale).sum_dim(2); // [G, S, 1]
