@@ -24,7 +24,8 @@ pub struct LayerMetrics {
     pub largest_share: f32,
     /// Experts no decision chose.
     pub dead_experts: usize,
-    /// Loss-free balancing: each expert's selection bias after the step (absent when off).
+    /// Loss-free balancing: each expert's selection bias after the step; Sinkhorn selection:
+    /// the running shift evaluation routes by (absent when neither is on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bias: Vec<f32>,
 }
