@@ -416,3 +416,46 @@ fn sinkhorn_selection_balances_training_and_evaluation_follows_its_running_shift
         "balance loss of the unbalanced choices"
     );
 }
+
+/// Top-k under Sinkhorn selection: every token still makes k distinct decisions, the
+/// decisions are spread over the experts (without Sinkhorn this fixture gives loads
+/// [230, 99, 88, 95] of 512), and the first choices the balance loss counts are the router's
+/// own.
+#[test]
+fn sinkhorn_selection_spreads_top_k_decisions() {
+    let routing = RoutingConfig::Topk(TopKConfig {
+        k: 2,
+        sinkhorn_iters: 30,
+        ..TopKConfig::default()
+    });
+    let layer = layer_of(base().with_dropless(true).with_routing(routing), 14);
+    let p = skewed_probs(256, 15);
+    let route = moe_core::RouterOutput {
+        logits: p.clone().log(),
+        probs: p.clone(),
+        selection: p.clone(),
+    };
+    let plan = single_plan(&layer, &route, Mode::Train);
+    let a = plan.assignments.as_ref().expect("token choice");
+    let experts = ints(a.expert.clone());
+    let mut load = [0usize; 4];
+    for pair in experts.chunks(2) {
+        assert_ne!(pair[0], pair[1], "two distinct experts per token");
+        pair.iter().for_each(|&e| load[e as usize] += 1);
+    }
+    let spread = load.iter().max().unwrap() - load.iter().min().unwrap();
+    assert!(spread <= 40, "balanced top-2 decisions {load:?} of 512");
+    let probs = floats(p);
+    let own: Vec<i64> = (0..256)
+        .map(|t| {
+            (0..4)
+                .max_by(|&a, &b| probs[t * 4 + a].total_cmp(&probs[t * 4 + b]))
+                .unwrap() as i64
+        })
+        .collect();
+    assert_eq!(
+        ints(plan.first_choice.clone()),
+        own,
+        "first choices are the router's own"
+    );
+}

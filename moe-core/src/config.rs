@@ -136,10 +136,12 @@ pub struct TopKConfig {
     /// `sinkhorn` router): experts are chosen by the router's log-probabilities, sharpened to a
     /// tenth of their spread and shifted per expert by `sinkhorn_iters` Sinkhorn iterations so
     /// that every routing group's assignment is close to balanced
-    /// ([`crate::router::sinkhorn_selection`]); the gates stay the softmax probabilities, and
-    /// evaluation and generation route by the probabilities alone (causal). Unlike the
+    /// ([`crate::router::sinkhorn_selection`]); the gates stay the softmax probabilities, the
+    /// balance loss counts the router's own first choices, and evaluation and generation route
+    /// by the probabilities plus a running mean of the training shifts (causal). Unlike the
     /// loss-free bias, which follows the loads of past steps, this balances the current group,
-    /// batch-to-batch variation included. 0 = off. Default: 0.
+    /// batch-to-batch variation included. With `balance_counts = "all"` the loss counts the
+    /// balanced decisions, which push the router little; keep `first`. 0 = off. Default: 0.
     #[serde(default)]
     pub sinkhorn_iters: usize,
     /// Slot-claiming order when a token makes several decisions. Default: `auto`.
@@ -171,10 +173,11 @@ pub struct Top1Config {
     /// `sinkhorn` router): experts are chosen by the router's log-probabilities, sharpened to a
     /// tenth of their spread and shifted per expert by `sinkhorn_iters` Sinkhorn iterations so
     /// that every routing group's assignment is close to balanced
-    /// ([`crate::router::sinkhorn_selection`]); the gates stay the softmax probabilities, and
-    /// evaluation and generation route by the probabilities alone (causal). Unlike the
+    /// ([`crate::router::sinkhorn_selection`]); the gates stay the softmax probabilities, the
+    /// balance loss counts the router's own first choices, and evaluation and generation route
+    /// by the probabilities plus a running mean of the training shifts (causal). Unlike the
     /// loss-free bias, which follows the loads of past steps, this balances the current group,
-    /// batch-to-batch variation included. 0 = off. Default: 0.
+    /// batch-to-batch variation included. 0 = off. Default: 0 (`configs/tiny.toml`: 20).
     #[serde(default)]
     pub sinkhorn_iters: usize,
     /// Slot-claiming order when a token makes several decisions. Default: `auto`.

@@ -22,7 +22,8 @@ pub struct RoutingStats {
     pub expert_index: Tensor<1, Int>,
     /// Decisions dropped by capacity (expert choice: tokens no expert took), `[1]`.
     pub dropped: Tensor<1>,
-    /// Selection bias of loss-free balancing, `[num_experts]` (`None` when off).
+    /// Selection bias of loss-free balancing or Sinkhorn's running shift, `[num_experts]`
+    /// (`None` when neither is on).
     pub bias: Option<Tensor<1>>,
     /// Sinkhorn-balanced selection's per-expert shift of the log-probabilities in this call,
     /// `[num_experts]` (`None` when off or not training); folded into the router's running
