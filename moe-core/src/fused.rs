@@ -4,8 +4,11 @@
 //! softmax alone is max, sub, exp, sum, div, each with its own backward node and full-size
 //! intermediate). These two ops compute the same functions on the inner backend's primitives
 //! — the forward with the backend's fused softmax (burn-flex has a one-pass row kernel) — and
-//! register one backward step each, whose gradients are the closed forms below. Measured
-//! effect: `docs/performance.md`.
+//! register one backward step each, whose gradients are the closed forms below. On burn-flex
+//! the attention's forward and backward are one hand-written CPU kernel per (batch, head)
+//! instead (`flex_attention.rs`, through [`FusedKernels`]): the score tile stays in cache
+//! and the blocks above the diagonal are skipped; the cross-entropy is two row-parallel loops
+//! (`flex_cross_entropy.rs`). Measured effect: `docs/performance.md`.
 //!
 //! - [`rope_causal_attention`]: `O = softmax(rope(Q)·rope(K)ᵀ·s + M)·V` with RoPE on adjacent
 //!   pairs (docs/model.md) and the causal bias `M` (0 on and below the diagonal, −∞ above).
@@ -63,27 +66,176 @@ pub trait FusedOps: Backend {
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        let n = logits.shape().dims::<2>()[0];
-        let dtype = logits.dtype();
-        let max = Self::float_max_dim(logits.clone(), 1); // [n, 1]
-        let shifted = Self::float_sub(logits, max.clone());
-        let lse = Self::float_log(Self::float_sum_dim(Self::float_exp(shifted.clone()), 1)); // [n, 1]
-        let picked = Self::float_gather(1, shifted, targets); // [n, 1]
-        let nll = Self::float_sub(lse, picked);
-        Self::float_div_scalar(Self::float_sum(nll), Scalar::new(n as f64, &dtype))
+        cross_entropy_forward::<Self>(logits, targets)
     }
 }
 
+/// The generic [`FusedOps::cross_entropy_mean`]: logsumexp and the target pick from the
+/// backend's ops.
+fn cross_entropy_forward<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+) -> FloatTensor<B> {
+    let n = logits.shape().dims::<2>()[0];
+    let dtype = logits.dtype();
+    let max = B::float_max_dim(logits.clone(), 1); // [n, 1]
+    let shifted = B::float_sub(logits, max.clone());
+    let lse = B::float_log(B::float_sum_dim(B::float_exp(shifted.clone()), 1)); // [n, 1]
+    let picked = B::float_gather(1, shifted, targets); // [n, 1]
+    let nll = B::float_sub(lse, picked);
+    B::float_div_scalar(B::float_sum(nll), Scalar::new(n as f64, &dtype))
+}
+
+/// The generic cross-entropy gradient `dx = (softmax(x) − onehot(t)) · g / N` (`grad`: `[1]`).
+fn cross_entropy_backward<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+    grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [n, _] = logits.shape().dims::<2>();
+    let probs = B::softmax(logits, 1); // [n, vocab]
+                                       // −1 at each target: a [n, 1] tensor of the probabilities' dtype and device.
+    let picked = B::float_gather(1, probs.clone(), targets.clone());
+    let minus_one = B::float_add_scalar(
+        B::float_mul_scalar(picked, scalar::<B>(&probs, 0.0)),
+        scalar::<B>(&probs, -1.0),
+    );
+    let d = B::float_scatter(1, probs, targets, minus_one, IndexingUpdateOp::Add);
+    let factor = B::float_div_scalar(grad, scalar::<B>(&d, n as f64)); // [1]
+    let factor = B::float_reshape(factor, Shape::new([1, 1]));
+    B::float_mul(d, factor)
+}
+
 #[cfg(feature = "flex")]
-impl FusedOps for burn::backend::Flex {}
+impl FusedOps for burn::backend::Flex {
+    fn rope_causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        <Self as FusedKernels>::attention_forward(q, k, v, &cos, &sin, bias, scale).output
+    }
+
+    fn cross_entropy_mean(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        crate::flex_cross_entropy::forward(&logits, &targets)
+            .unwrap_or_else(|| cross_entropy_forward::<Self>(logits, targets))
+    }
+}
 #[cfg(feature = "ndarray")]
 impl FusedOps for burn::backend::NdArray {}
 #[cfg(feature = "wgpu")]
 impl FusedOps for burn::backend::Cube {}
 
+/// Where a backend computes the attention forward (with what its backward needs) and
+/// backward, and the cross-entropy gradient: by default from the backend's own ops
+/// ([`attention_forward`], [`attention_backward`], [`cross_entropy_backward`]); burn-flex runs
+/// its own CPU kernels instead (`flex_attention.rs`: one task per (batch, head);
+/// `flex_cross_entropy.rs`: row-parallel loops). An implementation detail of [`FusedOps`], public only because the
+/// autodiff implementation names it in a bound.
+#[doc(hidden)]
+pub trait FusedKernels: Backend {
+    /// See [`FusedOps::rope_causal_attention`]; returns the output and the saved tensors.
+    fn attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: &FloatTensor<Self>,
+        sin: &FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> AttentionSaved<Self> {
+        attention_forward::<Self>(q, k, v, cos, sin, bias, scale)
+    }
+
+    /// Gradients of `q`, `k`, `v` from the output gradient `grad`.
+    fn attention_backward(
+        s: AttentionSaved<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        attention_backward::<Self>(s, grad)
+    }
+
+    /// Gradient of [`FusedOps::cross_entropy_mean`] with respect to the logits, from the
+    /// output gradient `grad` (`[1]`).
+    fn cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cross_entropy_backward::<Self>(logits, targets, grad)
+    }
+}
+
+#[cfg(feature = "ndarray")]
+impl FusedKernels for burn::backend::NdArray {}
+#[cfg(feature = "wgpu")]
+impl FusedKernels for burn::backend::Cube {}
+
+#[cfg(feature = "flex")]
+impl FusedKernels for burn::backend::Flex {
+    fn attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: &FloatTensor<Self>,
+        sin: &FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> AttentionSaved<Self> {
+        if !crate::flex_attention::supports(&q, &k, &v) {
+            return attention_forward::<Self>(q, k, v, cos, sin, bias, scale);
+        }
+        let s = crate::flex_attention::forward(&q, &k, v, cos, sin, scale);
+        AttentionSaved {
+            qs: s.qs,
+            kr: s.kr,
+            v: s.v,
+            probs: s.probs,
+            output: s.output,
+            cos: cos.clone(),
+            sin: sin.clone(),
+            scale,
+        }
+    }
+
+    fn attention_backward(
+        s: AttentionSaved<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let saved = crate::flex_attention::Saved {
+            qs: s.qs.clone(),
+            kr: s.kr.clone(),
+            v: s.v.clone(),
+            probs: s.probs.clone(),
+            output: s.output.clone(),
+        };
+        match crate::flex_attention::backward(&saved, &grad, &s.cos, &s.sin, s.scale) {
+            Some(grads) => grads,
+            None => attention_backward::<Self>(s, grad),
+        }
+    }
+
+    fn cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        crate::flex_cross_entropy::backward(&logits, &targets, &grad)
+            .unwrap_or_else(|| cross_entropy_backward::<Self>(logits, targets, grad))
+    }
+}
+
 /// The forward's outputs a backward pass needs.
+#[doc(hidden)]
 #[derive(Debug, Clone)]
-struct AttentionSaved<B: Backend> {
+pub struct AttentionSaved<B: Backend> {
     /// `rope(Q) · s`, `rope(K)`, `V`.
     qs: FloatTensor<B>,
     kr: FloatTensor<B>,
@@ -180,7 +332,7 @@ fn attention_backward<B: Backend>(
     [d_q, d_k, d_v]
 }
 
-impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+impl<B: Backend + FusedOps + FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn rope_causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -193,7 +345,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         #[derive(Debug)]
         struct Attention;
 
-        impl<B: Backend> Backward<B, 3> for Attention {
+        impl<B: Backend + FusedKernels> Backward<B, 3> for Attention {
             type State = AttentionSaved<B>;
 
             fn backward(
@@ -203,7 +355,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 _: &mut Checkpointer,
             ) {
                 let grad = grads.consume::<B>(&ops.node);
-                let [d_q, d_k, d_v] = attention_backward::<B>(ops.state, grad);
+                let [d_q, d_k, d_v] = B::attention_backward(ops.state, grad);
                 let [q, k, v] = ops.parents;
                 for (parent, g) in [(q, d_q), (k, d_k), (v, d_v)] {
                     if let Some(node) = parent {
@@ -216,7 +368,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         let (q, q_node) = q.into_parts();
         let (k, k_node) = k.into_parts();
         let (v, v_node) = v.into_parts();
-        let saved = attention_forward::<B>(
+        let saved = B::attention_forward(
             q,
             k,
             v,
@@ -243,7 +395,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         #[derive(Debug)]
         struct CrossEntropy;
 
-        impl<B: Backend> Backward<B, 1> for CrossEntropy {
+        impl<B: Backend + FusedKernels> Backward<B, 1> for CrossEntropy {
             type State = (FloatTensor<B>, IntTensor<B>);
 
             fn backward(
@@ -256,18 +408,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let [parent] = ops.parents;
                 let Some(node) = parent else { return };
                 let (logits, targets) = ops.state;
-                let [n, _] = logits.shape().dims::<2>();
-                let probs = B::softmax(logits, 1); // [n, vocab]
-                                                   // −1 at each target: a [n, 1] tensor of the probabilities' dtype and device.
-                let picked = B::float_gather(1, probs.clone(), targets.clone());
-                let minus_one = B::float_add_scalar(
-                    B::float_mul_scalar(picked, scalar::<B>(&probs, 0.0)),
-                    scalar::<B>(&probs, -1.0),
-                );
-                let d = B::float_scatter(1, probs, targets, minus_one, IndexingUpdateOp::Add);
-                let factor = B::float_div_scalar(grad, scalar::<B>(&d, n as f64)); // [1]
-                let factor = B::float_reshape(factor, Shape::new([1, 1]));
-                grads.register::<B>(node.id, B::float_mul(d, factor));
+                grads.register::<B>(node.id, B::cross_entropy_backward(logits, targets, grad));
             }
         }
 

@@ -9,6 +9,12 @@
 pub mod config;
 pub mod dispatch;
 pub mod ffn;
+#[cfg(feature = "flex")]
+mod flex_attention;
+#[cfg(feature = "flex")]
+mod flex_cross_entropy;
+#[cfg(feature = "flex")]
+mod flex_math;
 pub mod fused;
 pub mod init;
 pub mod losses;

@@ -229,6 +229,87 @@ struct StepMapper<'a> {
     path: Vec<String>,
 }
 
+/// Whether the tensors live in host memory (the CPU backends), where one loop over each
+/// parameter's values replaces the update's ~15 tensor ops (each a full pass that allocates its
+/// result): `docs/performance.md`.
+fn on_host(device: &burn::tensor::Device) -> bool {
+    #[allow(unreachable_patterns)]
+    match device.clone().inner().as_dispatch() {
+        #[cfg(feature = "flex")]
+        burn::backend::DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        burn::backend::DispatchDevice::NdArray(_) => true,
+        _ => false,
+    }
+}
+
+fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec::<f32>()
+        .expect("optimizer tensors are f32")
+}
+
+impl StepMapper<'_> {
+    /// The AdamW update of [`AdamW`]'s formula as one pass over the values of `theta` (any
+    /// shape; the caller checked [`on_host`]), with the gradient `g` (`[n]`, not yet clipped),
+    /// the moments stored under `path`, and weight decay when `decay`. Same arithmetic as the
+    /// tensor path, in the same order, in f32.
+    fn host_update<const D: usize>(
+        &mut self,
+        theta: Tensor<D>,
+        g: Tensor<1>,
+        path: String,
+        decay: bool,
+    ) -> Tensor<D> {
+        let a = &*self.optim;
+        let device = theta.device();
+        let shape = theta.dims();
+        let n: usize = shape.iter().product();
+        let scale = match &self.grad_scale {
+            Some(s) => host_values(s.clone())[0],
+            None => 1.0,
+        };
+        let (b1, b2, eps) = (a.beta1 as f32, a.beta2 as f32, a.eps as f32);
+        let (c1, c2) = ((1.0 - a.beta1) as f32, (1.0 - a.beta2) as f32);
+        let t = a.updates as i32;
+        let m_hat_scale = (1.0 / (1.0 - a.beta1.powi(t))) as f32;
+        let v_hat_scale = (1.0 / (1.0 - a.beta2.powi(t))) as f32;
+        let lr = self.lr as f32;
+        let keep = if decay && a.weight_decay > 0.0 {
+            (1.0 - self.lr * a.weight_decay) as f32
+        } else {
+            1.0
+        };
+        let mut theta = host_values(theta.reshape([n]));
+        let g = host_values(g);
+        let (mut m, mut v, fresh) = match self.optim.moments.remove(&path) {
+            Some(Moments { m, v }) => (host_values(m), host_values(v), false),
+            None => (vec![0.0; n], vec![0.0; n], true),
+        };
+        for i in 0..n {
+            let gi = g[i] * scale;
+            let (mi, vi) = if fresh {
+                (gi * c1, gi * gi * c2)
+            } else {
+                (m[i] * b1 + gi * c1, v[i] * b2 + gi * gi * c2)
+            };
+            m[i] = mi;
+            v[i] = vi;
+            let update = mi * m_hat_scale / ((vi * v_hat_scale).sqrt() + eps);
+            theta[i] = theta[i] * keep - update * lr;
+        }
+        let flat = |x: Vec<f32>| Tensor::<1>::from_data(TensorData::new(x, [n]), &device);
+        self.optim.moments.insert(
+            path,
+            Moments {
+                m: flat(m),
+                v: flat(v),
+            },
+        );
+        flat(theta).reshape(shape)
+    }
+}
+
 impl ModuleMapper for StepMapper<'_> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
@@ -250,11 +331,21 @@ impl ModuleMapper for StepMapper<'_> {
         let n: usize = shape.iter().product();
         let mut g = grad.reshape([n]); // [n]
         if let Some(scale) = &self.grad_scale {
-            g = g * scale.clone(); // [n] · [1]
+            if !on_host(&theta.device()) {
+                g = g * scale.clone(); // [n] · [1]
+            }
         }
         let a = &*self.optim;
         let (b1, b2) = (a.beta1, a.beta2);
         let path = self.path.join(".");
+        if on_host(&theta.device()) {
+            let updated = self.host_update(theta, g, path, D >= 2);
+            let mut updated = Tensor::from_inner(updated).require_grad();
+            if distributed {
+                updated = updated.set_distributed(id);
+            }
+            return Param::from_mapped_value(id, updated, mapper);
+        }
         let (m, v) = match self.optim.moments.remove(&path) {
             Some(Moments { m, v }) => (
                 m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),

@@ -1,0 +1,124 @@
+//! Row primitives of the flex kernels: maximum, and `exp(x − shift)` with its sum, written so
+//! that LLVM vectorises them (eight independent accumulators, no libm calls, no float → int
+//! conversion): libm's `expf` is one call per element and a plain `f32` sum is a serial chain.
+
+/// Lanes of the accumulators: independent partial results the compiler keeps in one vector.
+const LANES: usize = 8;
+
+/// `eˣ` for `x ≤ 0` (softmax rows after their max is subtracted). `eˣ = 2ⁿ·eʳ` with
+/// `n = round(x·log₂e)`, `r = x − n·ln 2` (ln 2 split in two for precision) and `eʳ` by its
+/// degree-7 Taylor polynomial on `|r| ≤ ln2/2`: relative error below 2e-7 (`exp_matches_libm`).
+/// The rounding adds and subtracts `1.5·2²³`, which leaves `n` in the low mantissa bits, so
+/// `2ⁿ` comes from integer arithmetic on those bits. `x` is clamped at −87 (e⁻⁸⁷ ≈ 1.6e-38,
+/// the normal range's edge), so `−∞` gives ≈ 0, never NaN.
+#[inline(always)]
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³
+    let x = if x > -87.0 { x } else { -87.0 };
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // n ∈ [−126, 0]: the biased exponent n + 127 stays in the normal range.
+    let biased = t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127);
+    p * f32::from_bits(biased << 23)
+}
+
+/// `max(row)` (−∞ for an empty row).
+pub(crate) fn row_max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    tail.iter()
+        .chain(&acc)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+/// `Σ exp(x − shift)` over the row (`shift ≥ max(row)`).
+pub(crate) fn exp_sum(row: &[f32], shift: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += exp_nonpositive(x - shift);
+        }
+    }
+    tail.iter()
+        .map(|&x| exp_nonpositive(x - shift))
+        .sum::<f32>()
+        + acc.iter().sum::<f32>()
+}
+
+/// Replaces every `x` of the row by `exp(x − shift)` and returns their sum (`shift ≥ max(row)`).
+pub(crate) fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *x = exp_nonpositive(*x - shift);
+            *a += *x;
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for x in chunks.into_remainder() {
+        *x = exp_nonpositive(*x - shift);
+        sum += *x;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_nonpositive(x) as f64, (x as f64).exp());
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 2e-7, "worst relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(f32::NEG_INFINITY) < 1e-37);
+        assert!(exp_nonpositive(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn row_helpers_match_plain_loops() {
+        for len in [0usize, 1, 7, 8, 9, 33] {
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7)
+                .collect();
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            assert_eq!(row_max(&row), max, "len {len}");
+            let want: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
+            let got = exp_sum(&row, max) as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 * want.max(1.0),
+                "len {len}: {got} vs {want}"
+            );
+            let mut inplace = row.clone();
+            let sum = exp_shifted_in_place(&mut inplace, max) as f64;
+            assert!((sum - want).abs() <= 1e-6 * want.max(1.0), "len {len}");
+            for (y, &x) in inplace.iter().zip(&row) {
+                assert!((*y as f64 - ((x - max) as f64).exp()).abs() <= 2e-7);
+            }
+        }
+    }
+}
