@@ -1,4 +1,6 @@
-//! GEMM throughput of the backend at the tiny preset's matmul shapes.
+//! GEMM throughput of the backend at the tiny preset's matmul shapes, 2-D and batched as the
+//! expert stack runs them (8 experts × 320 capacity rows; forward and the backward's
+//! transposed products).
 //! `cargo run --release -p moe-train --example mm_probe`.
 use std::time::Instant;
 
@@ -30,6 +32,42 @@ fn main() {
             "flex  {m}x{k}x{n}: {:.3} ms {:.1} GFLOP/s",
             dt * 1e3,
             2.0 * (m * k * n) as f64 / dt / 1e9
+        );
+    }
+    // The expert stack: [E, C, k] · [E, k, n], plain and with a transposed operand (as the
+    // backward computes dW = xᵀ·dh and dx = dh·Wᵀ).
+    let (e, c, d, f) = (8usize, 320usize, 128usize, 512usize);
+    let x = Tensor::<3>::random([e, c, d], Distribution::Normal(0.0, 1.0), &dev);
+    let w1 = Tensor::<3>::random([e, d, f], Distribution::Normal(0.0, 1.0), &dev);
+    let dh = Tensor::<3>::random([e, c, f], Distribution::Normal(0.0, 1.0), &dev);
+    let cases: [(&str, Box<dyn Fn() -> Tensor<3>>); 3] = [
+        (
+            "x·W1        [8,320,128]·[8,128,512]",
+            Box::new(|| x.clone().matmul(w1.clone())),
+        ),
+        (
+            "xᵀ·dh       [8,128,320]·[8,320,512]",
+            Box::new(|| x.clone().swap_dims(1, 2).matmul(dh.clone())),
+        ),
+        (
+            "dh·W1ᵀ      [8,320,512]·[8,512,128]",
+            Box::new(|| dh.clone().matmul(w1.clone().swap_dims(1, 2))),
+        ),
+    ];
+    for (name, run) in cases {
+        for _ in 0..5 {
+            run().into_data();
+        }
+        let t = Instant::now();
+        for _ in 0..50 {
+            let _ = run();
+        }
+        dev.sync().unwrap();
+        let dt = t.elapsed().as_secs_f64() / 50.0;
+        println!(
+            "flex  batched {name}: {:.3} ms {:.1} GFLOP/s",
+            dt * 1e3,
+            2.0 * (e * c * d * f) as f64 / dt / 1e9
         );
     }
 }
