@@ -40,34 +40,38 @@ fn main() {
     let x = Tensor::<3>::random([e, c, d], Distribution::Normal(0.0, 1.0), &dev);
     let w1 = Tensor::<3>::random([e, d, f], Distribution::Normal(0.0, 1.0), &dev);
     let dh = Tensor::<3>::random([e, c, f], Distribution::Normal(0.0, 1.0), &dev);
-    let cases: [(&str, Box<dyn Fn() -> Tensor<3>>); 3] = [
-        (
-            "x·W1        [8,320,128]·[8,128,512]",
-            Box::new(|| x.clone().matmul(w1.clone())),
-        ),
-        (
-            "xᵀ·dh       [8,128,320]·[8,320,512]",
-            Box::new(|| x.clone().swap_dims(1, 2).matmul(dh.clone())),
-        ),
-        (
-            "dh·W1ᵀ      [8,320,512]·[8,512,128]",
-            Box::new(|| dh.clone().matmul(w1.clone().swap_dims(1, 2))),
-        ),
-    ];
-    for (name, run) in cases {
-        for _ in 0..5 {
-            run().into_data();
-        }
-        let t = Instant::now();
-        for _ in 0..50 {
-            let _ = run();
-        }
-        dev.sync().unwrap();
-        let dt = t.elapsed().as_secs_f64() / 50.0;
-        println!(
-            "flex  batched {name}: {:.3} ms {:.1} GFLOP/s",
-            dt * 1e3,
-            2.0 * (e * c * d * f) as f64 / dt / 1e9
-        );
+    let flops = 2.0 * (e * c * d * f) as f64;
+    time_batched("x·W1        [8,320,128]·[8,128,512]", flops, &dev, || {
+        x.clone().matmul(w1.clone())
+    });
+    time_batched(
+        "xᵀ·dh       [8,128,320]·[8,320,512]",
+        flops,
+        &dev,
+        || x.clone().swap_dims(1, 2).matmul(dh.clone()),
+    );
+    time_batched(
+        "dh·W1ᵀ      [8,320,512]·[8,512,128]",
+        flops,
+        &dev,
+        || dh.clone().matmul(w1.clone().swap_dims(1, 2)),
+    );
+}
+
+/// Mean time of `run` over 50 calls after 5 warm-up calls, printed with its GFLOP/s.
+fn time_batched(name: &str, flops: f64, dev: &Device, run: impl Fn() -> Tensor<3>) {
+    for _ in 0..5 {
+        run().into_data();
     }
+    let t = Instant::now();
+    for _ in 0..50 {
+        let _ = run();
+    }
+    dev.sync().unwrap();
+    let dt = t.elapsed().as_secs_f64() / 50.0;
+    println!(
+        "flex  batched {name}: {:.3} ms {:.1} GFLOP/s",
+        dt * 1e3,
+        flops / dt / 1e9
+    );
 }
