@@ -16,28 +16,16 @@
 use std::borrow::Cow;
 
 use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
 use burn::tensor::{DType, Shape};
 use rayon::prelude::*;
 
-use crate::flex_math::{exp_shifted_in_place, row_max};
+use crate::flex_math::{contiguous_f32, exp_shifted_in_place, row_max};
+use crate::fused::AttentionSaved;
 
 /// Rows (and columns) per block of the triangular products. With 32, a 128-token sequence
 /// computes 10 of 16 score blocks.
 const BLOCK: usize = 32;
-
-/// The forward's tensors the backward needs, all `f32`, contiguous unless noted.
-pub(crate) struct Saved {
-    /// `rope(Q) · s`, `[batch, heads, seq, d_head]`.
-    pub qs: FlexTensor,
-    /// `rope(K)`, `[batch, heads, seq, d_head]`.
-    pub kr: FlexTensor,
-    /// `V` as given (may be strided).
-    pub v: FlexTensor,
-    /// Attention probabilities `[batch, heads, seq, seq]`, zero above the diagonal.
-    pub probs: FlexTensor,
-    /// The output `[batch, heads, seq, d_head]`.
-    pub output: FlexTensor,
-}
 
 /// A 4-D `f32` tensor read through its strides: `(b, h, i, c)` is at
 /// `data[b·s0 + h·s1 + i·s2 + c·s3]`.
@@ -60,10 +48,9 @@ impl<'a> View<'a> {
                 strides: [s[0] as usize, s[1] as usize, s[2] as usize, s[3] as usize],
             }
         } else {
-            let c = t.to_contiguous();
             let [_, h, n, d] = dims;
             View {
-                data: Cow::Owned(c.storage::<f32>().to_vec()),
+                data: contiguous_f32(t),
                 dims,
                 strides: [h * n * d, n * d, d, 1],
             }
@@ -83,14 +70,6 @@ impl<'a> View<'a> {
     fn at(&self, b: usize, h: usize, i: usize, c: usize) -> f32 {
         self.data
             [b * self.strides[0] + h * self.strides[1] + i * self.strides[2] + c * self.strides[3]]
-    }
-}
-
-/// `[seq, d]` table as a contiguous slice.
-fn table(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
     }
 }
 
@@ -178,7 +157,9 @@ fn blocks(seq: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |r| (r, BLOCK.min(seq - r)))
 }
 
-/// Forward: `O = softmax(rope(Q)·s·rope(K)ᵀ + M)·V` (see [`crate::fused`]).
+/// Forward: `O = softmax(rope(Q)·s·rope(K)ᵀ + M)·V` (see [`crate::fused`]), with the
+/// tensors the backward needs: `qs`, `kr`, `probs` (zero above the diagonal) and `output`
+/// contiguous, `v` as given (may be strided).
 ///
 /// # Shapes
 /// - `q`, `k`, `v`: `[batch, heads, seq, d_head]` (any non-negative strides)
@@ -190,11 +171,11 @@ pub(crate) fn forward(
     cos: &FlexTensor,
     sin: &FlexTensor,
     scale: f64,
-) -> Saved {
+) -> AttentionSaved<Flex> {
     let (qv, kv, vv) = (View::new(q), View::new(k), View::new(&v));
     let [batch, heads, seq, d] = qv.dims;
-    let (cos, sin) = (table(cos), table(sin));
-    let scale = scale as f32;
+    let (cos_t, sin_t) = (contiguous_f32(cos), contiguous_f32(sin));
+    let scale_f32 = scale as f32;
     let (sd, ss) = (seq * d, seq * seq);
     let mut qs = vec![0f32; batch * heads * sd];
     let mut kr = vec![0f32; batch * heads * sd];
@@ -209,14 +190,14 @@ pub(crate) fn forward(
         .for_each(|(n, (((qs, kr), p), o))| {
             let (b, h) = (n / heads, n % heads);
             for i in 0..seq {
-                let (cr, sr) = (&cos[i * d..(i + 1) * d], &sin[i * d..(i + 1) * d]);
+                let (cr, sr) = (&cos_t[i * d..(i + 1) * d], &sin_t[i * d..(i + 1) * d]);
                 let row = i * d..(i + 1) * d;
                 rope_row(
                     |c| qv.at(b, h, i, c),
                     cr,
                     sr,
                     false,
-                    scale,
+                    scale_f32,
                     &mut qs[row.clone()],
                 );
                 rope_row(|c| kv.at(b, h, i, c), cr, sr, false, 1.0, &mut kr[row]);
@@ -260,12 +241,15 @@ pub(crate) fn forward(
             }
         });
     let dims = [batch, heads, seq, d];
-    Saved {
+    AttentionSaved {
         qs: tensor(qs, dims),
         kr: tensor(kr, dims),
         v,
         probs: tensor(probs, [batch, heads, seq, seq]),
         output: tensor(out, dims),
+        cos: cos.clone(),
+        sin: sin.clone(),
+        scale,
     }
 }
 
@@ -280,15 +264,9 @@ fn softmax_causal(row: &mut [f32], i: usize) {
 
 /// Backward: gradients of `q`, `k`, `v` from the output gradient `grad`
 /// (`[batch, heads, seq, d_head]`, any non-negative strides), by the closed forms of
-/// [`crate::fused`].
-/// `None` when a saved tensor is not contiguous `f32` (the generic path's, say).
-pub(crate) fn backward(
-    s: &Saved,
-    grad: &FlexTensor,
-    cos: &FlexTensor,
-    sin: &FlexTensor,
-    scale: f64,
-) -> Option<[FlexTensor; 3]> {
+/// [`crate::fused`]. `None` when a saved tensor is not contiguous `f32` (the generic path's,
+/// say).
+pub(crate) fn backward(s: &AttentionSaved<Flex>, grad: &FlexTensor) -> Option<[FlexTensor; 3]> {
     if grad.dtype() != DType::F32 || !supports(&s.qs, &s.kr, &s.v) {
         return None;
     }
@@ -297,8 +275,8 @@ pub(crate) fn backward(
     let gv = View::new(grad);
     let vv = View::new(&s.v);
     let [batch, heads, seq, d] = gv.dims;
-    let (cos, sin) = (table(cos), table(sin));
-    let scale = scale as f32;
+    let (cos_t, sin_t) = (contiguous_f32(&s.cos), contiguous_f32(&s.sin));
+    let scale = s.scale as f32;
     let (sd, ss) = (seq * d, seq * seq);
     let mut dq = vec![0f32; batch * heads * sd];
     let mut dk = vec![0f32; batch * heads * sd];
@@ -395,7 +373,7 @@ pub(crate) fn backward(
             }
             let mut tmp = vec![0f32; d];
             for i in 0..seq {
-                let (cr, sr) = (&cos[i * d..(i + 1) * d], &sin[i * d..(i + 1) * d]);
+                let (cr, sr) = (&cos_t[i * d..(i + 1) * d], &sin_t[i * d..(i + 1) * d]);
                 for x in [&mut *dq, &mut *dk] {
                     let row = &mut x[i * d..(i + 1) * d];
                     tmp.copy_from_slice(row);

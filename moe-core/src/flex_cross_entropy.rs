@@ -14,7 +14,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
-use crate::flex_math::{exp_nonpositive, exp_sum, row_max};
+use crate::flex_math::{contiguous_f32, exp_nonpositive, exp_sum, row_max};
 
 /// `[tokens, vocab]` f32 logits as a contiguous slice, with their shape; `None` for other
 /// dtypes or ranks.
@@ -23,12 +23,7 @@ fn logits_rows(logits: &FlexTensor) -> Option<(Cow<'_, [f32]>, usize, usize)> {
     if logits.dtype() != DType::F32 || shape.num_dims() != 2 {
         return None;
     }
-    let (n, vocab) = (shape[0], shape[1]);
-    let rows = match logits.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(logits.to_contiguous().storage::<f32>().to_vec()),
-    };
-    Some((rows, n, vocab))
+    Some((contiguous_f32(logits), shape[0], shape[1]))
 }
 
 /// Target ids of a `[tokens, 1]` int tensor; `None` for an unknown int dtype or an id outside

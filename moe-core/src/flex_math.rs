@@ -1,6 +1,20 @@
 //! Row primitives of the flex kernels: maximum, and `exp(x − shift)` with its sum, written so
 //! that LLVM vectorises them (eight independent accumulators, no libm calls, no float → int
 //! conversion): libm's `expf` is one call per element and a plain `f32` sum is a serial chain.
+//! Also the kernels' one way of reading a tensor's values in logical order.
+
+use std::borrow::Cow;
+
+use burn::backend::flex::FlexTensor;
+
+/// The values of an `f32` tensor in logical (row-major) order: borrowed when its layout is
+/// contiguous, else copied out.
+pub(crate) fn contiguous_f32(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
 
 /// Lanes of the accumulators: independent partial results the compiler keeps in one vector.
 const LANES: usize = 8;

@@ -137,8 +137,8 @@ impl FusedOps for burn::backend::Cube {}
 /// backward, and the cross-entropy gradient: by default from the backend's own ops
 /// ([`attention_forward`], [`attention_backward`], [`cross_entropy_backward`]); burn-flex runs
 /// its own CPU kernels instead (`flex_attention.rs`: one task per (batch, head);
-/// `flex_cross_entropy.rs`: row-parallel loops). An implementation detail of [`FusedOps`], public only because the
-/// autodiff implementation names it in a bound.
+/// `flex_cross_entropy.rs`: row-parallel loops). An implementation detail of [`FusedOps`],
+/// public only because the autodiff implementation names it in a bound.
 #[doc(hidden)]
 pub trait FusedKernels: Backend {
     /// See [`FusedOps::rope_causal_attention`]; returns the output and the saved tensors.
@@ -192,31 +192,14 @@ impl FusedKernels for burn::backend::Flex {
         if !crate::flex_attention::supports(&q, &k, &v) {
             return attention_forward::<Self>(q, k, v, cos, sin, bias, scale);
         }
-        let s = crate::flex_attention::forward(&q, &k, v, cos, sin, scale);
-        AttentionSaved {
-            qs: s.qs,
-            kr: s.kr,
-            v: s.v,
-            probs: s.probs,
-            output: s.output,
-            cos: cos.clone(),
-            sin: sin.clone(),
-            scale,
-        }
+        crate::flex_attention::forward(&q, &k, v, cos, sin, scale)
     }
 
     fn attention_backward(
         s: AttentionSaved<Self>,
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        let saved = crate::flex_attention::Saved {
-            qs: s.qs.clone(),
-            kr: s.kr.clone(),
-            v: s.v.clone(),
-            probs: s.probs.clone(),
-            output: s.output.clone(),
-        };
-        match crate::flex_attention::backward(&saved, &grad, &s.cos, &s.sin, s.scale) {
+        match crate::flex_attention::backward(&s, &grad) {
             Some(grads) => grads,
             None => attention_backward::<Self>(s, grad),
         }
@@ -237,16 +220,16 @@ impl FusedKernels for burn::backend::Flex {
 #[derive(Debug, Clone)]
 pub struct AttentionSaved<B: Backend> {
     /// `rope(Q) · s`, `rope(K)`, `V`.
-    qs: FloatTensor<B>,
-    kr: FloatTensor<B>,
-    v: FloatTensor<B>,
+    pub(crate) qs: FloatTensor<B>,
+    pub(crate) kr: FloatTensor<B>,
+    pub(crate) v: FloatTensor<B>,
     /// Attention probabilities `[batch, heads, seq, seq]`.
-    probs: FloatTensor<B>,
+    pub(crate) probs: FloatTensor<B>,
     /// The output.
-    output: FloatTensor<B>,
-    cos: FloatTensor<B>,
-    sin: FloatTensor<B>,
-    scale: f64,
+    pub(crate) output: FloatTensor<B>,
+    pub(crate) cos: FloatTensor<B>,
+    pub(crate) sin: FloatTensor<B>,
+    pub(crate) scale: f64,
 }
 
 fn scalar<B: Backend>(x: &FloatTensor<B>, v: f64) -> Scalar {
