@@ -81,11 +81,17 @@ impl AdamW {
         grad_scale: Option<Tensor<1>>,
     ) -> M {
         self.updates += 1;
+        // Read back once per step, not once per parameter, for the host update.
+        let host_scale = grad_scale
+            .as_ref()
+            .filter(|s| on_host(&s.device()))
+            .map(|s| host_values(s.clone())[0]);
         let mut mapper = StepMapper {
             optim: self,
             grads,
             lr,
             grad_scale,
+            host_scale,
             path: Vec::new(),
         };
         module.map(&mut mapper)
@@ -226,6 +232,8 @@ struct StepMapper<'a> {
     grads: GradientsParams,
     lr: f64,
     grad_scale: Option<Tensor<1>>,
+    /// `grad_scale`'s value when it lives in host memory.
+    host_scale: Option<f32>,
     path: Vec<String>,
 }
 
@@ -250,10 +258,68 @@ fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 impl StepMapper<'_> {
-    /// The AdamW update of [`AdamW`]'s formula as one pass over the values of `theta` (any
-    /// shape; the caller checked [`on_host`]), with the gradient `g` (`[n]`, not yet clipped),
-    /// the moments stored under `path`, and weight decay when `decay`. Same arithmetic as the
-    /// tensor path, in the same order, in f32.
+    /// The step's scalars: the bias corrections `1/(1-β₁ᵗ)`, `1/(1-β₂ᵗ)` and the factor
+    /// `1 - lr·wd` that decoupled weight decay multiplies the parameter by (1 when `decay` is
+    /// off or wd is 0).
+    fn step_scalars(&self, decay: bool) -> (f64, f64, f64) {
+        let a = &*self.optim;
+        let t = a.updates as i32;
+        let keep = if decay && a.weight_decay > 0.0 {
+            1.0 - self.lr * a.weight_decay
+        } else {
+            1.0
+        };
+        (
+            1.0 / (1.0 - a.beta1.powi(t)),
+            1.0 / (1.0 - a.beta2.powi(t)),
+            keep,
+        )
+    }
+
+    /// [`AdamW`]'s update as tensor ops on the parameter's device (the GPU backends):
+    /// `theta` any shape, `g` its gradient `[n]` before clipping, moments stored under `path`.
+    fn device_update<const D: usize>(
+        &mut self,
+        theta: Tensor<D>,
+        g: Tensor<1>,
+        path: String,
+        decay: bool,
+    ) -> Tensor<D> {
+        let shape = theta.dims();
+        let n: usize = shape.iter().product();
+        let g = match &self.grad_scale {
+            Some(scale) => g * scale.clone(), // [n] · [1]
+            None => g,
+        };
+        let (b1, b2) = (self.optim.beta1, self.optim.beta2);
+        let (m, v) = match self.optim.moments.remove(&path) {
+            Some(Moments { m, v }) => (
+                m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
+                v.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2),
+            ),
+            None => (
+                g.clone().mul_scalar(1.0 - b1),
+                (g.clone() * g).mul_scalar(1.0 - b2),
+            ),
+        };
+        let (m_hat_scale, v_hat_scale, keep) = self.step_scalars(decay);
+        let update = m.clone().mul_scalar(m_hat_scale)
+            / (v.clone()
+                .mul_scalar(v_hat_scale)
+                .sqrt()
+                .add_scalar(self.optim.eps)); // [n]
+        let flat = theta.reshape([n]);
+        let flat = if keep != 1.0 {
+            flat.mul_scalar(keep)
+        } else {
+            flat
+        };
+        self.optim.moments.insert(path, Moments { m, v });
+        (flat - update.mul_scalar(self.lr)).reshape(shape)
+    }
+
+    /// The same update as one pass over the values in host memory (the CPU backends, checked
+    /// by [`on_host`]): same arithmetic, same order, in f32.
     fn host_update<const D: usize>(
         &mut self,
         theta: Tensor<D>,
@@ -261,25 +327,17 @@ impl StepMapper<'_> {
         path: String,
         decay: bool,
     ) -> Tensor<D> {
-        let a = &*self.optim;
         let device = theta.device();
         let shape = theta.dims();
         let n: usize = shape.iter().product();
-        let scale = match &self.grad_scale {
-            Some(s) => host_values(s.clone())[0],
-            None => 1.0,
-        };
+        let scale = self.host_scale.unwrap_or(1.0);
+        let a = &*self.optim;
         let (b1, b2, eps) = (a.beta1 as f32, a.beta2 as f32, a.eps as f32);
         let (c1, c2) = ((1.0 - a.beta1) as f32, (1.0 - a.beta2) as f32);
-        let t = a.updates as i32;
-        let m_hat_scale = (1.0 / (1.0 - a.beta1.powi(t))) as f32;
-        let v_hat_scale = (1.0 / (1.0 - a.beta2.powi(t))) as f32;
+        let (m_hat_scale, v_hat_scale, keep) = self.step_scalars(decay);
+        let (m_hat_scale, v_hat_scale, keep) =
+            (m_hat_scale as f32, v_hat_scale as f32, keep as f32);
         let lr = self.lr as f32;
-        let keep = if decay && a.weight_decay > 0.0 {
-            (1.0 - self.lr * a.weight_decay) as f32
-        } else {
-            1.0
-        };
         let mut theta = host_values(theta.reshape([n]));
         let g = host_values(g);
         let (mut m, mut v, fresh) = match self.optim.moments.remove(&path) {
@@ -327,54 +385,14 @@ impl ModuleMapper for StepMapper<'_> {
         // A parameter marked for gradient all-reduce (`train --devices`) stays marked.
         let distributed = tensor.is_distributed();
         let theta = tensor.inner(); // [..shape]
-        let shape = theta.dims();
-        let n: usize = shape.iter().product();
-        let mut g = grad.reshape([n]); // [n]
-        if let Some(scale) = &self.grad_scale {
-            if !on_host(&theta.device()) {
-                g = g * scale.clone(); // [n] · [1]
-            }
-        }
-        let a = &*self.optim;
-        let (b1, b2) = (a.beta1, a.beta2);
+        let n: usize = theta.dims().iter().product();
+        let g = grad.reshape([n]); // [n]
         let path = self.path.join(".");
-        if on_host(&theta.device()) {
-            let updated = self.host_update(theta, g, path, D >= 2);
-            let mut updated = Tensor::from_inner(updated).require_grad();
-            if distributed {
-                updated = updated.set_distributed(id);
-            }
-            return Param::from_mapped_value(id, updated, mapper);
-        }
-        let (m, v) = match self.optim.moments.remove(&path) {
-            Some(Moments { m, v }) => (
-                m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
-                v.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2),
-            ),
-            None => (
-                g.clone().mul_scalar(1.0 - b1),
-                (g.clone() * g).mul_scalar(1.0 - b2),
-            ),
-        };
-        let a = &*self.optim;
-        let t = a.updates as i32;
-        let m_hat_scale = 1.0 / (1.0 - b1.powi(t));
-        let v_hat_scale = 1.0 / (1.0 - b2.powi(t));
-        let update = m.clone().mul_scalar(m_hat_scale)
-            / (v.clone().mul_scalar(v_hat_scale).sqrt().add_scalar(a.eps)); // [n]
-        let decay = if D >= 2 {
-            self.lr * a.weight_decay
+        let updated = if on_host(&theta.device()) {
+            self.host_update(theta, g, path, D >= 2)
         } else {
-            0.0
+            self.device_update(theta, g, path, D >= 2)
         };
-        let flat = theta.reshape([n]);
-        let flat = if decay > 0.0 {
-            flat.mul_scalar(1.0 - decay)
-        } else {
-            flat
-        };
-        let updated = (flat - update.mul_scalar(self.lr)).reshape(shape);
-        self.optim.moments.insert(path, Moments { m, v });
         let mut updated = Tensor::from_inner(updated).require_grad();
         if distributed {
             updated = updated.set_distributed(id);
