@@ -98,7 +98,7 @@ pub fn run(args: &ProfileArgs, out: &mut impl Write) -> anyhow::Result<Vec<Famil
         1,
         time_optimizer(&model, &config, &ad, args)?,
     ));
-    let step = median(&time_steps(&config, &device, args.warmup, args.iters)?);
+    let step = median(&time_steps(&config, &device, args.warmup, args.iters)?.timed);
     report(args, out, &config, rows, step)
 }
 

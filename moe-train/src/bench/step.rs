@@ -48,6 +48,9 @@ pub struct StepResult {
     pub median_s: f64,
     /// Fastest step, seconds.
     pub min_s: f64,
+    /// The first (untimed) step, seconds: on wgpu mostly kernel compilation and autotuning
+    /// (cubecl's `CUBECL_AUTOTUNE_LEVEL` sets how much tuning; README "GPU").
+    pub first_step_s: f64,
     /// `tokens_per_step / median_s`.
     pub tokens_per_s: f64,
     /// Training FLOPs per token (docs/accounting.md).
@@ -86,7 +89,10 @@ pub fn run(args: &StepBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<Ste
     ];
     let mut results = Vec::new();
     for (name, config) in models {
-        let samples = time_steps(&config, &device, args.warmup, args.iters)?;
+        let StepTimes {
+            first_s,
+            timed: samples,
+        } = time_steps(&config, &device, args.warmup, args.iters)?;
         let t = &config.train;
         let tokens_per_step = t.batch_size * t.seq_len * t.grad_accum;
         let median_s = median(&samples);
@@ -105,6 +111,7 @@ pub fn run(args: &StepBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<Ste
             tokens_per_step,
             median_s,
             min_s: samples.iter().cloned().fold(f64::INFINITY, f64::min),
+            first_step_s: first_s,
             tokens_per_s,
             train_flops_per_token: flops,
             mfu: flops as f64 * tokens_per_s / peak,
@@ -132,24 +139,33 @@ pub fn run(args: &StepBenchArgs, out: &mut impl Write) -> anyhow::Result<Vec<Ste
         )?;
         writeln!(
             out,
-            "| model | experts | median ms | min ms | tokens/s | MFU | vs dense |"
+            "| model | experts | median ms | min ms | tokens/s | MFU | vs dense | first step s |"
         )?;
-        writeln!(out, "|---|---:|---:|---:|---:|---:|---:|")?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
         for r in &results {
             writeln!(
                 out,
-                "| {} | {} | {:.2} | {:.2} | {:.0} | {:.1} % | {:.3}× |",
+                "| {} | {} | {:.2} | {:.2} | {:.0} | {:.1} % | {:.3}× | {:.2} |",
                 r.model,
                 r.num_experts,
                 r.median_s * 1e3,
                 r.min_s * 1e3,
                 r.tokens_per_s,
                 r.mfu * 100.0,
-                r.vs_dense
+                r.vs_dense,
+                r.first_step_s
             )?;
         }
     }
     Ok(results)
+}
+
+/// What [`time_steps`] measured.
+pub struct StepTimes {
+    /// Seconds of the very first step (timed or not): compilation, autotuning, first allocations.
+    pub first_s: f64,
+    /// Seconds of each timed step after the warm-up.
+    pub timed: Vec<f64>,
 }
 
 /// Seconds of each of `iters` training steps after `warmup` untimed ones, on fixed batches
@@ -159,7 +175,7 @@ pub fn time_steps(
     device: &burn::tensor::Device,
     warmup: usize,
     iters: usize,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<StepTimes> {
     let t = &config.train;
     let ad = device.clone().autodiff();
     ad.seed(t.seed);
@@ -172,6 +188,7 @@ pub fn time_steps(
     let mut model = config.model.init(t.seed, &ad);
     let mut optim = AdamW::new(t);
     let mut samples = Vec::with_capacity(iters);
+    let mut first_s = 0.0;
     for i in 0..warmup + iters {
         let batches = (0..t.grad_accum)
             .map(|m| {
@@ -186,9 +203,16 @@ pub fn time_steps(
         model = next;
         let [loss, ..] = out.parts;
         sync_and_check(&ad, &loss)?;
+        let seconds = start.elapsed().as_secs_f64();
+        if i == 0 {
+            first_s = seconds;
+        }
         if i >= warmup {
-            samples.push(start.elapsed().as_secs_f64());
+            samples.push(seconds);
         }
     }
-    Ok(samples)
+    Ok(StepTimes {
+        first_s,
+        timed: samples,
+    })
 }
