@@ -20,7 +20,7 @@ use burn::backend::Flex;
 use burn::tensor::{DType, Shape};
 use rayon::prelude::*;
 
-use crate::flex_math::{contiguous_f32, exp_shifted_in_place, row_max};
+use crate::flex_math::{contiguous_f32, exp_shifted_in_place, product, row_max};
 use crate::fused::AttentionSaved;
 
 /// Rows (and columns) per block of the triangular products. With 32, a 128-token sequence
@@ -104,49 +104,6 @@ fn rope_row(
         let (a, b) = (x(2 * p), x(2 * p + 1));
         out[2 * p] = a * cos[2 * p] * mult + b * sin[2 * p] * sign;
         out[2 * p + 1] = b * cos[2 * p + 1] * mult + a * sin[2 * p + 1] * sign;
-    }
-}
-
-/// `dst (m × n) = beta · lhs (m × k) · rhs (k × n)`, each operand given by a pointer and its
-/// (row, column) strides in elements.
-///
-/// # Safety
-/// Every pointer must be valid for the rows and columns its strides address.
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: isize,
-    lhs: *const f32,
-    (lhs_rs, lhs_cs): (isize, isize),
-    rhs: *const f32,
-    (rhs_rs, rhs_cs): (isize, isize),
-    beta: f32,
-) {
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs,
-            false,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            0.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
     }
 }
 

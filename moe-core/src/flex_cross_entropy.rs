@@ -14,7 +14,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
-use crate::flex_math::{contiguous_f32, exp_nonpositive, exp_sum, row_max};
+use crate::flex_math::{contiguous_f32, exp_nonpositive, exp_sum, int_values, row_max};
 
 /// `[tokens, vocab]` f32 logits as a contiguous slice, with their shape; `None` for other
 /// dtypes or ranks.
@@ -29,12 +29,7 @@ fn logits_rows(logits: &FlexTensor) -> Option<(Cow<'_, [f32]>, usize, usize)> {
 /// Target ids of a `[tokens, 1]` int tensor; `None` for an unknown int dtype or an id outside
 /// `0..vocab` (the generic path then reports it).
 fn target_ids(targets: &FlexTensor, n: usize, vocab: usize) -> Option<Vec<usize>> {
-    let t = targets.to_contiguous();
-    let ids: Vec<i64> = match t.dtype() {
-        DType::I64 => t.as_slice::<i64>()?.to_vec(),
-        DType::I32 => t.as_slice::<i32>()?.iter().map(|&x| x as i64).collect(),
-        _ => return None,
-    };
+    let ids = int_values(targets)?;
     (ids.len() == n && ids.iter().all(|&x| (0..vocab as i64).contains(&x)))
         .then(|| ids.into_iter().map(|x| x as usize).collect())
 }

@@ -1,11 +1,12 @@
 //! Row primitives of the flex kernels: maximum, and `exp(x − shift)` with its sum, written so
 //! that LLVM vectorises them (eight independent accumulators, no libm calls, no float → int
 //! conversion): libm's `expf` is one call per element and a plain `f32` sum is a serial chain.
-//! Also the kernels' one way of reading a tensor's values in logical order.
+//! Also the kernels' one way of reading a tensor's values in logical order, and their GEMM call.
 
 use std::borrow::Cow;
 
 use burn::backend::flex::FlexTensor;
+use burn::tensor::DType;
 
 /// The values of an `f32` tensor in logical (row-major) order: borrowed when its layout is
 /// contiguous, else copied out.
@@ -16,8 +17,80 @@ pub(crate) fn contiguous_f32(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+/// The values of an integer tensor in logical order, as `i64`; `None` for a dtype other than
+/// `i64` and `i32` (burn-flex's int tensors are one of these two).
+pub(crate) fn int_values(t: &FlexTensor) -> Option<Vec<i64>> {
+    let t = t.to_contiguous();
+    match t.dtype() {
+        DType::I64 => Some(t.as_slice::<i64>()?.to_vec()),
+        DType::I32 => Some(t.as_slice::<i32>()?.iter().map(|&x| x as i64).collect()),
+        _ => None,
+    }
+}
+
+/// `dst (m × n) = beta · lhs (m × k) · rhs (k × n)`, each operand given by a pointer and its
+/// (row, column) strides in elements; single-threaded (the kernels parallelise around it).
+///
+/// # Safety
+/// Every pointer must be valid for the rows and columns its strides address.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (isize, isize),
+    beta: f32,
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            false,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// Lanes of the accumulators: independent partial results the compiler keeps in one vector.
 const LANES: usize = 8;
+
+/// `Σ a[i]·b[i]` over equal-length slices, in eight independent lanes (vectorised).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for ((acc, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *acc += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
 
 /// `eˣ` for `x ≤ 0` (softmax rows after their max is subtracted). `eˣ = 2ⁿ·eʳ` with
 /// `n = round(x·log₂e)`, `r = x − n·ln 2` (ln 2 split in two for precision) and `eʳ` by its

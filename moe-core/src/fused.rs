@@ -17,6 +17,10 @@
 //!   `Q̃ = rope(Q)`, `K̃ = rope(K)`; `rope⁻¹` rotates by `−θ`.
 //! - [`cross_entropy_mean`]: `mean_n (logsumexp(x_n) − x_n[t_n])`; backward
 //!   `dx = (softmax(x) − onehot(t)) · g / N`.
+//! - [`expert_ffn_top1`]: a top-1 switch layer's experts with relu, dispatch and gated combine
+//!   included, on the kept tokens only; burn-flex only (`flex_experts.rs` has the formulas),
+//!   other backends run `dispatch_fast` → `Experts::forward` → `combine_fast`
+//!   ([`expert_ffn_top1_supported`] says which).
 // The `NdArray` selector and impl name burn 0.22's deprecated ndarray backend, which
 // switchyard still offers.
 #![allow(deprecated)]
@@ -68,6 +72,36 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self> {
         cross_entropy_forward::<Self>(logits, targets)
     }
+
+    /// A top-1 switch layer's experts (relu FFNs), dispatch and gated combine included: token
+    /// `t` gets `gate[t] · relu(x_t · W1_e) · W2_e` for the expert `e` its slot belongs to, or
+    /// zeros when its decision was dropped. burn-flex only: other backends panic, and
+    /// [`expert_ffn_top1_supported`] keeps callers off them.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[num_tokens, d_model]`, `w1`: `[E, d_model, d_ff]`, `w2`: `[E, d_ff, d_model]`
+    /// - `gate`, `slot`: `[num_tokens]`; slot `(e · G + g) · C + c` with `G · C = rows_per_expert`,
+    ///   `E · rows_per_expert` for a dropped decision ([`crate::plan::Assignments`])
+    /// - output: `[num_tokens, d_model]`
+    fn expert_ffn_top1(
+        tokens: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        slot: IntTensor<Self>,
+        rows_per_expert: usize,
+    ) -> FloatTensor<Self> {
+        let _ = (tokens, w1, w2, gate, slot, rows_per_expert);
+        flex_only()
+    }
+}
+
+/// The fused expert FFN's answer on a backend without its kernel.
+fn flex_only() -> ! {
+    panic!(
+        "expert_ffn_top1 runs on burn-flex only; SwitchLayer checks expert_ffn_top1_supported \
+         and uses dispatch_fast/Experts::forward/combine_fast elsewhere"
+    )
 }
 
 /// The generic [`FusedOps::cross_entropy_mean`]: logsumexp and the target pick from the
@@ -127,6 +161,17 @@ impl FusedOps for burn::backend::Flex {
         crate::flex_cross_entropy::forward(&logits, &targets)
             .unwrap_or_else(|| cross_entropy_forward::<Self>(logits, targets))
     }
+
+    fn expert_ffn_top1(
+        tokens: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        slot: IntTensor<Self>,
+        rows_per_expert: usize,
+    ) -> FloatTensor<Self> {
+        crate::flex_experts::forward(&tokens, &w1, &w2, &gate, &slot, rows_per_expert).0
+    }
 }
 #[cfg(feature = "ndarray")]
 impl FusedOps for burn::backend::NdArray {}
@@ -171,6 +216,25 @@ pub trait FusedKernels: Backend {
     ) -> FloatTensor<Self> {
         cross_entropy_backward::<Self>(logits, targets, grad)
     }
+
+    /// See [`FusedOps::expert_ffn_top1`]; returns the output and the saved tensors.
+    fn experts_forward(
+        tokens: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        slot: IntTensor<Self>,
+        rows_per_expert: usize,
+    ) -> ExpertsSaved<Self> {
+        let _ = (tokens, w1, w2, gate, slot, rows_per_expert);
+        flex_only()
+    }
+
+    /// Gradients of `tokens`, `w1`, `w2`, `gate` from the output gradient `grad`.
+    fn experts_backward(s: ExpertsSaved<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 4] {
+        let _ = (s, grad);
+        flex_only()
+    }
 }
 
 #[cfg(feature = "ndarray")]
@@ -213,6 +277,43 @@ impl FusedKernels for burn::backend::Flex {
         crate::flex_cross_entropy::backward(&logits, &targets, &grad)
             .unwrap_or_else(|| cross_entropy_backward::<Self>(logits, targets, grad))
     }
+
+    fn experts_forward(
+        tokens: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        slot: IntTensor<Self>,
+        rows_per_expert: usize,
+    ) -> ExpertsSaved<Self> {
+        let (output, act, y) =
+            crate::flex_experts::forward(&tokens, &w1, &w2, &gate, &slot, rows_per_expert);
+        ExpertsSaved {
+            tokens,
+            w1,
+            w2,
+            gate,
+            slot,
+            rows_per_expert,
+            act,
+            y,
+            output,
+        }
+    }
+
+    fn experts_backward(s: ExpertsSaved<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 4] {
+        crate::flex_experts::backward(
+            &s.tokens,
+            &s.w1,
+            &s.w2,
+            &s.gate,
+            &s.slot,
+            s.rows_per_expert,
+            &s.act,
+            &s.y,
+            &grad,
+        )
+    }
 }
 
 /// The forward's outputs a backward pass needs.
@@ -230,6 +331,23 @@ pub struct AttentionSaved<B: Backend> {
     pub(crate) cos: FloatTensor<B>,
     pub(crate) sin: FloatTensor<B>,
     pub(crate) scale: f64,
+}
+
+/// What the expert FFN's backward needs: its inputs, and per kept row (experts in order,
+/// slots ascending) `relu(H)` (`[kept, d_ff]`) and the expert output `Y` (`[kept, d_model]`).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct ExpertsSaved<B: Backend> {
+    pub(crate) tokens: FloatTensor<B>,
+    pub(crate) w1: FloatTensor<B>,
+    pub(crate) w2: FloatTensor<B>,
+    pub(crate) gate: FloatTensor<B>,
+    pub(crate) slot: IntTensor<B>,
+    pub(crate) rows_per_expert: usize,
+    pub(crate) act: FloatTensor<B>,
+    pub(crate) y: FloatTensor<B>,
+    /// The output, `[num_tokens, d_model]`.
+    pub(crate) output: FloatTensor<B>,
 }
 
 fn scalar<B: Backend>(x: &FloatTensor<B>, v: f64) -> Scalar {
@@ -402,6 +520,61 @@ impl<B: Backend + FusedOps + FusedKernels, C: CheckpointStrategy> FusedOps for A
             OpsKind::UnTracked(prep) => prep.finish(loss),
         }
     }
+
+    fn expert_ffn_top1(
+        tokens: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        slot: IntTensor<Self>,
+        rows_per_expert: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ExpertFfn;
+
+        impl<B: Backend + FusedKernels> Backward<B, 4> for ExpertFfn {
+            type State = ExpertsSaved<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let gradients = B::experts_backward(ops.state, grad);
+                for (parent, g) in ops.parents.into_iter().zip(gradients) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        let (tokens, tokens_node) = tokens.into_parts();
+        let (w1, w1_node) = w1.into_parts();
+        let (w2, w2_node) = w2.into_parts();
+        let (gate, gate_node) = gate.into_parts();
+        let prepared = ExpertFfn
+            .prepare::<C>([tokens_node, w1_node, w2_node, gate_node])
+            .compute_bound()
+            .stateful();
+        match prepared {
+            OpsKind::Tracked(prep) => {
+                let saved = B::experts_forward(tokens, w1, w2, gate, slot, rows_per_expert);
+                let output = saved.output.clone();
+                prep.finish(saved, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::expert_ffn_top1(
+                tokens,
+                w1,
+                w2,
+                gate,
+                slot,
+                rows_per_expert,
+            )),
+        }
+    }
 }
 
 /// RoPE tables `cos`, `sin` of shape `[seq_len, d_head]` for positions `0..seq_len`: entry
@@ -463,5 +636,37 @@ pub fn cross_entropy_mean(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<
     Tensor::from_dispatch(<Dispatch as FusedOps>::cross_entropy_mean(
         logits.into_dispatch(),
         targets.reshape([n, 1]).into_dispatch(),
+    ))
+}
+
+/// Whether [`expert_ffn_top1`] runs on `device`: burn-flex (with or without autodiff).
+pub fn expert_ffn_top1_supported(device: &burn::tensor::Device) -> bool {
+    // burn 0.22 does not export its device enum; its Debug form names the backend (as in
+    // `RowIndexing::for_device`).
+    cfg!(feature = "flex") && format!("{device:?}").contains("Flex")
+}
+
+/// [`FusedOps::expert_ffn_top1`] on tensors: a top-1 switch layer's relu experts with dispatch
+/// and gated combine, on burn-flex ([`expert_ffn_top1_supported`]).
+///
+/// # Shapes
+/// - `tokens`: `[num_tokens, d_model]`, `w1`: `[E, d_model, d_ff]`, `w2`: `[E, d_ff, d_model]`
+/// - `gate`, `slot`: `[num_tokens]` (slot `E · rows_per_expert` for a dropped decision)
+/// - output: `[num_tokens, d_model]`
+pub fn expert_ffn_top1(
+    tokens: Tensor<2>,
+    w1: Tensor<3>,
+    w2: Tensor<3>,
+    gate: Tensor<1>,
+    slot: Tensor<1, Int>,
+    rows_per_expert: usize,
+) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::expert_ffn_top1(
+        tokens.into_dispatch(),
+        w1.into_dispatch(),
+        w2.into_dispatch(),
+        gate.into_dispatch(),
+        slot.into_dispatch(),
+        rows_per_expert,
     ))
 }

@@ -14,6 +14,8 @@ mod flex_attention;
 #[cfg(feature = "flex")]
 mod flex_cross_entropy;
 #[cfg(feature = "flex")]
+mod flex_experts;
+#[cfg(feature = "flex")]
 mod flex_math;
 pub mod fused;
 pub mod init;

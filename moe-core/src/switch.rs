@@ -7,8 +7,8 @@ use burn::module::Module;
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
 use crate::config::{
-    BalanceCounts, BalanceScope, ConfigError, DispatchKind, FillOrder, Mode, RoutingConfig,
-    SwitchConfig,
+    Activation, BalanceCounts, BalanceScope, ConfigError, DispatchKind, FillOrder, Mode,
+    RoutingConfig, SwitchConfig,
 };
 use crate::dispatch::{
     combine_einsum, combine_fast, dispatch_einsum, dispatch_fast, dispatch_mask, RowIndexing,
@@ -186,7 +186,7 @@ impl SwitchLayer {
             seq_len: Some(seq_len),
             step_fractions,
         };
-        let out = self.forward_routed(tokens, route, mode, &context, |h| self.experts.forward(h));
+        let out = self.forward_routed_experts(tokens, route, mode, &context);
         SwitchOutput {
             hidden: out.hidden.reshape([batch_size, seq_len, d_model]),
             balance_loss: out.balance_loss,
@@ -302,12 +302,59 @@ impl SwitchLayer {
         context: &BalanceContext,
         mut experts: impl FnMut(Tensor<3>) -> Tensor<3>,
     ) -> RoutedOutput {
+        self.routed(tokens, route, mode, context, |part, plan| {
+            self.dispatch_combine(part, plan, &mut experts)
+        })
+    }
+
+    /// [`SwitchLayer::forward_routed`] with this layer's own experts: on burn-flex, a top-1
+    /// plan with relu experts and fast dispatch runs as one fused op on the kept tokens only
+    /// ([`crate::fused::expert_ffn_top1`], same function); everything else runs
+    /// dispatch → [`Experts::forward`] → combine.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[num_tokens, d_model]`
+    pub fn forward_routed_experts(
+        &self,
+        tokens: Tensor<2>,
+        route: RouterOutput,
+        mode: Mode,
+        context: &BalanceContext,
+    ) -> RoutedOutput {
+        let fused = self.config.dispatch == DispatchKind::Fast
+            && self.experts.activation == Activation::Relu
+            && self.experts.w3.is_none()
+            && crate::fused::expert_ffn_top1_supported(&tokens.device());
+        self.routed(tokens, route, mode, context, |part, plan| {
+            match (&plan.assignments, fused) {
+                (Some(a), true) if a.k == 1 => crate::fused::expert_ffn_top1(
+                    part,
+                    self.experts.w1.val(),
+                    self.experts.w2.val(),
+                    a.gate.clone(),
+                    a.slot.clone(),
+                    plan.num_groups * plan.capacity,
+                ),
+                _ => self.dispatch_combine(part, plan, &mut |h| self.experts.forward(h)),
+            }
+        })
+    }
+
+    /// Plans, `dispatch_combine` on each segment's tokens, shared experts, losses, statistics.
+    fn routed(
+        &self,
+        tokens: Tensor<2>,
+        route: RouterOutput,
+        mode: Mode,
+        context: &BalanceContext,
+        mut dispatch_combine: impl FnMut(Tensor<2>, &DispatchPlan) -> Tensor<2>,
+    ) -> RoutedOutput {
         let segments = self.plan_segments(&route, mode);
         let parts: Vec<Tensor<2>> = segments
             .iter()
             .map(|s| {
                 let part = rows(tokens.clone(), s.start, s.plan.num_tokens());
-                self.dispatch_combine(part, &s.plan, &mut experts)
+                dispatch_combine(part, &s.plan)
             })
             .collect();
         let mut hidden = if parts.len() == 1 {

@@ -156,7 +156,9 @@ fn families_of_ffns(
             routing,
         ));
         rows.push((
-            "switch: expert matmuls (the rest of the layer)".into(),
+            // On flex the layer's experts are one fused op that dispatches and combines itself,
+            // so this row is that op minus the generic dispatch + combine counted above.
+            "switch: experts (the whole layer minus the row above)".into(),
             sparse.len(),
             (whole - routing).max(0.0),
         ));

@@ -476,12 +476,12 @@ fn measure_layer(
         if args.uniform {
             route = route.round_robin();
         }
-        let out = layer.forward_routed(
+        // The layer's own experts: on flex the fused top-1 expert op where it applies.
+        let out = layer.forward_routed_experts(
             tokens.clone(),
             route,
             Mode::Train,
             &BalanceContext::default(),
-            |h| layer.experts.forward(h),
         );
         let loss =
             out.hidden.sum() + out.balance_loss.mul_scalar(0.01) + out.z_loss.mul_scalar(0.001);
