@@ -287,8 +287,9 @@ pub(crate) fn backward(
                     1.0,
                 );
             }
+            // A NaN activation passes its gradient on, as burn-flex's `relu_backward` does.
             for (g, &a) in dh.iter_mut().zip(a) {
-                *g = if a > 0.0 { *g } else { 0.0 };
+                *g = if a > 0.0 || a.is_nan() { *g } else { 0.0 };
             }
             // dW2 = Aᵀ (f × m) · dY (m × d).
             unsafe {
