@@ -192,8 +192,15 @@ impl SwitchTransformer {
             Some(w) => w.val(),
             None => self.embedding.val().transpose(), // [d_model, vocab_size]
         };
+        let [batch_size, seq_len, d_model] = h.dims();
+        let [_, vocab_size] = head.dims();
+        // One 2-D product over all tokens (see `CausalSelfAttention::forward`).
+        let logits = h
+            .reshape([batch_size * seq_len, d_model])
+            .matmul(head)
+            .reshape([batch_size, seq_len, vocab_size]);
         ModelOutput {
-            logits: h.matmul(head.unsqueeze_dim(0)),
+            logits,
             balance_loss,
             z_loss,
             routing,

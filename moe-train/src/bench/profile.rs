@@ -174,7 +174,11 @@ fn head_and_loss(model: &SwitchTransformer, x: Tensor<3>, targets: Tensor<2, Int
         .select(0, targets.clone().reshape([b * s]))
         .reshape([b, s, d]);
     let h = model.final_norm.forward(x + embedded);
-    let logits = h.matmul(model.embedding.val().transpose().unsqueeze_dim(0));
+    let vocab = model.embedding.dims()[0];
+    let logits = h
+        .reshape([b * s, d])
+        .matmul(model.embedding.val().transpose())
+        .reshape([b, s, vocab]);
     let ce = cross_entropy(logits, targets);
     let grads = GradientsParams::from_grads(ce.clone().backward(), model);
     drop(grads);
