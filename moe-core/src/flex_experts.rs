@@ -24,7 +24,10 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
-use crate::flex_math::{contiguous_f32, dot, int_values, product};
+use crate::flex_math::{
+    contiguous_f32, dot, int_values, matmul,
+    Operand::{N, T},
+};
 
 /// The kept decisions, grouped by expert in slot order.
 struct Rows {
@@ -171,41 +174,13 @@ pub(crate) fn forward(
                 return;
             }
             let xe = gather(&x, toks, d);
-            // SAFETY: `a` is m × f, `xe` m × d, expert ex's W1 d × f, all row-major.
-            unsafe {
-                product(
-                    m,
-                    f,
-                    d,
-                    a.as_mut_ptr(),
-                    f as isize,
-                    xe.as_ptr(),
-                    (d as isize, 1),
-                    w1[ex * d * f..].as_ptr(),
-                    (f as isize, 1),
-                    1.0,
-                );
-            }
+            matmul(a, (m, d, f), N(&xe), N(&w1[ex * d * f..]));
             // An unconditional store of a select: vectorised and branch-free (a branch on the
             // sign of random pre-activations mispredicts half the time).
             for v in a.iter_mut() {
                 *v = if *v < 0.0 { 0.0 } else { *v };
             }
-            // SAFETY: `y` is m × d, `a` m × f, expert ex's W2 f × d, all row-major.
-            unsafe {
-                product(
-                    m,
-                    d,
-                    f,
-                    y.as_mut_ptr(),
-                    d as isize,
-                    a.as_ptr(),
-                    (f as isize, 1),
-                    w2[ex * f * d..].as_ptr(),
-                    (d as isize, 1),
-                    1.0,
-                );
-            }
+            matmul(y, (m, f, d), N(a), N(&w2[ex * f * d..]));
         });
     let out = rows.scatter(&y, d, Some(&gate));
     debug_assert_eq!(out.len(), n * d);
@@ -270,73 +245,17 @@ pub(crate) fn backward(
             }
             let (w1e, w2e) = (&w1[ex * d * f..], &w2[ex * f * d..]);
             let mut dh = vec![0f32; m * f];
-            // SAFETY (all four products): every operand is a row-major block of the sizes
-            // named, read through its own (row, column) strides; transposes swap them.
-            // dH = dY (m × d) · W2ᵀ (d × f), then the relu mask.
-            unsafe {
-                product(
-                    m,
-                    f,
-                    d,
-                    dh.as_mut_ptr(),
-                    f as isize,
-                    dy.as_ptr(),
-                    (d as isize, 1),
-                    w2e.as_ptr(),
-                    (1, d as isize),
-                    1.0,
-                );
-            }
-            // A NaN activation passes its gradient on, as burn-flex's `relu_backward` does.
+            // dH = dY · W2ᵀ, then the relu mask, branch-free like the forward's relu; a NaN
+            // activation passes its gradient on, as burn-flex's `relu_backward` does.
+            matmul(&mut dh, (m, d, f), N(&dy), T(w2e));
             for (g, &a) in dh.iter_mut().zip(a) {
                 *g = if a > 0.0 || a.is_nan() { *g } else { 0.0 };
             }
-            // dW2 = Aᵀ (f × m) · dY (m × d).
-            unsafe {
-                product(
-                    f,
-                    d,
-                    m,
-                    dw2.as_mut_ptr(),
-                    d as isize,
-                    a.as_ptr(),
-                    (1, f as isize),
-                    dy.as_ptr(),
-                    (d as isize, 1),
-                    1.0,
-                );
-            }
+            // dW2 = Aᵀ · dY, dW1 = Xᵀ · dH, dX = dH · W1ᵀ.
+            matmul(dw2, (f, m, d), T(a), N(&dy));
             let xe = gather(&x, toks, d);
-            // dW1 = Xᵀ (d × m) · dH (m × f).
-            unsafe {
-                product(
-                    d,
-                    f,
-                    m,
-                    dw1.as_mut_ptr(),
-                    f as isize,
-                    xe.as_ptr(),
-                    (1, d as isize),
-                    dh.as_ptr(),
-                    (f as isize, 1),
-                    1.0,
-                );
-            }
-            // dX = dH (m × f) · W1ᵀ (f × d).
-            unsafe {
-                product(
-                    m,
-                    d,
-                    f,
-                    dx.as_mut_ptr(),
-                    d as isize,
-                    dh.as_ptr(),
-                    (f as isize, 1),
-                    w1e.as_ptr(),
-                    (1, f as isize),
-                    1.0,
-                );
-            }
+            matmul(dw1, (d, m, f), T(&xe), N(&dh));
+            matmul(dx, (m, f, d), N(&dh), T(w1e));
         });
     [
         tensor(rows.scatter(&dx, d, None), [n, d]),

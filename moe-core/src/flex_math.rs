@@ -71,6 +71,68 @@ pub(crate) unsafe fn product(
     }
 }
 
+/// An operand of [`matmul`]: a row-major matrix as stored in its slice (`N`), or the transpose
+/// of the row-major matrix stored there (`T`).
+#[derive(Clone, Copy)]
+pub(crate) enum Operand<'a> {
+    N(&'a [f32]),
+    T(&'a [f32]),
+}
+
+impl Operand<'_> {
+    /// Pointer and (row, column) strides of the operand read as a `rows × cols` matrix.
+    ///
+    /// # Panics
+    /// When the slice holds fewer than `rows · cols` values.
+    fn view(self, rows: usize, cols: usize) -> (*const f32, (isize, isize)) {
+        let (data, strides) = match self {
+            Operand::N(data) => (data, (cols as isize, 1)),
+            Operand::T(data) => (data, (1, rows as isize)),
+        };
+        assert!(
+            data.len() >= rows * cols,
+            "a {rows} × {cols} operand in {} values",
+            data.len()
+        );
+        (data.as_ptr(), strides)
+    }
+}
+
+/// `dst (m × n) = lhs (m × k) · rhs (k × n)`, `dst` row-major, on the calling thread;
+/// `(m, k, n)` names the three sizes.
+///
+/// # Panics
+/// When `dst` or an operand is shorter than its matrix.
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    lhs: Operand,
+    rhs: Operand,
+) {
+    assert!(
+        dst.len() >= m * n,
+        "a {m} × {n} product into {} values",
+        dst.len()
+    );
+    let (lhs, lhs_strides) = lhs.view(m, k);
+    let (rhs, rhs_strides) = rhs.view(k, n);
+    // SAFETY: the asserts above and in `view` bound every element the strides address.
+    unsafe {
+        product(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            n as isize,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            1.0,
+        );
+    }
+}
+
 /// Lanes of the accumulators: independent partial results the compiler keeps in one vector.
 const LANES: usize = 8;
 
