@@ -20,6 +20,8 @@
 //! Same functions as the generic path (summation order differs: equal to float rounding,
 //! `tests/fused_ops.rs`).
 
+use std::borrow::Cow;
+
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
@@ -135,6 +137,46 @@ fn tensor<const D: usize>(data: Vec<f32>, dims: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, Shape::new(dims)))
 }
 
+/// The op's inputs as row-major values, their sizes and the kept rows.
+struct Inputs<'a> {
+    /// Tokens, model width, experts, hidden width.
+    n: usize,
+    d: usize,
+    e: usize,
+    f: usize,
+    x: Cow<'a, [f32]>,
+    w1: Cow<'a, [f32]>,
+    w2: Cow<'a, [f32]>,
+    gate: Cow<'a, [f32]>,
+    rows: Rows,
+}
+
+impl<'a> Inputs<'a> {
+    fn read(
+        tokens: &'a FlexTensor,
+        w1: &'a FlexTensor,
+        w2: &'a FlexTensor,
+        gate: &'a FlexTensor,
+        slot: &FlexTensor,
+        rows_per_expert: usize,
+    ) -> Self {
+        let [n, d] = tokens.layout().shape().dims();
+        let [e, _, f] = w1.layout().shape().dims();
+        let slot = int_values(slot).expect("slots are an i64 or i32 tensor");
+        Inputs {
+            n,
+            d,
+            e,
+            f,
+            x: contiguous_f32(tokens),
+            w1: contiguous_f32(w1),
+            w2: contiguous_f32(w2),
+            gate: contiguous_f32(gate),
+            rows: Rows::new(&slot, e, rows_per_expert),
+        }
+    }
+}
+
 /// Forward: the output and what the backward needs, `(out, act, y)`: `act = relu(H)` and `Y`
 /// of the kept rows, `[kept, d_ff]` and `[kept, d_model]`, experts in order.
 ///
@@ -150,16 +192,17 @@ pub(crate) fn forward(
     slot: &FlexTensor,
     rows_per_expert: usize,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let [n, d] = tokens.layout().shape().dims();
-    let [e, _, f] = w1.layout().shape().dims();
-    let (x, w1, w2, gate) = (
-        contiguous_f32(tokens),
-        contiguous_f32(w1),
-        contiguous_f32(w2),
-        contiguous_f32(gate),
-    );
-    let slot = int_values(slot).expect("slots are an i64 or i32 tensor");
-    let rows = Rows::new(&slot, e, rows_per_expert);
+    let Inputs {
+        n,
+        d,
+        e: _,
+        f,
+        x,
+        w1,
+        w2,
+        gate,
+        rows,
+    } = Inputs::read(tokens, w1, w2, gate, slot, rows_per_expert);
     let kept = rows.token.len();
     let mut act = vec![0f32; kept * f];
     let mut y = vec![0f32; kept * d];
@@ -205,17 +248,18 @@ pub(crate) fn backward(
     y: &FlexTensor,
     grad: &FlexTensor,
 ) -> [FlexTensor; 4] {
-    let [n, d] = tokens.layout().shape().dims();
-    let [e, _, f] = w1.layout().shape().dims();
-    let (x, w1, w2, gate) = (
-        contiguous_f32(tokens),
-        contiguous_f32(w1),
-        contiguous_f32(w2),
-        contiguous_f32(gate),
-    );
+    let Inputs {
+        n,
+        d,
+        e,
+        f,
+        x,
+        w1,
+        w2,
+        gate,
+        rows,
+    } = Inputs::read(tokens, w1, w2, gate, slot, rows_per_expert);
     let (act, y, dout) = (contiguous_f32(act), contiguous_f32(y), contiguous_f32(grad));
-    let slot = int_values(slot).expect("slots are an i64 or i32 tensor");
-    let rows = Rows::new(&slot, e, rows_per_expert);
     let kept = rows.token.len();
     let mut dw1 = vec![0f32; e * d * f];
     let mut dw2 = vec![0f32; e * f * d];
