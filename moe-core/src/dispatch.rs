@@ -30,10 +30,7 @@ impl RowIndexing {
     /// The faster choice for `device`: [`RowIndexing::Select`] on the CPU backends (flex,
     /// ndarray), [`RowIndexing::ScatterGather`] elsewhere (cubecl GPU runtimes).
     pub fn for_device(device: &Device) -> Self {
-        // burn 0.22 does not export its device enum; its Debug form names the backend
-        // (pinned by the unit test below).
-        let name = format!("{device:?}");
-        if name.contains("Flex") || name.contains("NdArray") {
+        if crate::device::is_host(device) {
             RowIndexing::Select
         } else {
             RowIndexing::ScatterGather

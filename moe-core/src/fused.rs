@@ -641,9 +641,7 @@ pub fn cross_entropy_mean(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<
 
 /// Whether [`expert_ffn_top1`] runs on `device`: burn-flex (with or without autodiff).
 pub fn expert_ffn_top1_supported(device: &burn::tensor::Device) -> bool {
-    // burn 0.22 does not export its device enum; its Debug form names the backend (as in
-    // `RowIndexing::for_device`).
-    cfg!(feature = "flex") && format!("{device:?}").contains("Flex")
+    crate::device::is_flex(device)
 }
 
 /// [`FusedOps::expert_ffn_top1`] on tensors: a top-1 switch layer's relu experts with dispatch

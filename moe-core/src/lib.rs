@@ -7,6 +7,7 @@
 //! sources are in `docs/switch-layer.md`.
 
 pub mod config;
+pub mod device;
 pub mod dispatch;
 pub mod ffn;
 #[cfg(feature = "flex")]

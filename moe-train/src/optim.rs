@@ -13,6 +13,7 @@ use std::f64::consts::PI;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
+use moe_core::device::is_host;
 
 use crate::run_config::TrainConfig;
 
@@ -84,7 +85,7 @@ impl AdamW {
         // Read back once per step, not once per parameter, for the host update.
         let host_scale = grad_scale
             .as_ref()
-            .filter(|s| on_host(&s.device()))
+            .filter(|s| is_host(&s.device()))
             .map(|s| host_values(s.clone())[0]);
         let mut mapper = StepMapper {
             optim: self,
@@ -237,20 +238,6 @@ struct StepMapper<'a> {
     path: Vec<String>,
 }
 
-/// Whether the tensors live in host memory (the CPU backends), where one loop over each
-/// parameter's values replaces the update's ~15 tensor ops (each a full pass that allocates its
-/// result): `docs/performance.md`.
-fn on_host(device: &burn::tensor::Device) -> bool {
-    #[allow(unreachable_patterns)]
-    match device.clone().inner().as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        _ => false,
-    }
-}
-
 fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .try_into_vec::<f32>()
@@ -319,7 +306,9 @@ impl StepMapper<'_> {
     }
 
     /// The same update as one pass over the values in host memory (the CPU backends, checked
-    /// by [`on_host`]): same arithmetic, same order, in f32.
+    /// by [`is_host`]): same arithmetic, same order, in f32. One loop over each parameter's
+    /// values replaces the update's ~15 tensor ops, each a full pass that allocates its result
+    /// (`docs/performance.md`).
     fn host_update<const D: usize>(
         &mut self,
         theta: Tensor<D>,
@@ -388,7 +377,7 @@ impl ModuleMapper for StepMapper<'_> {
         let n: usize = theta.dims().iter().product();
         let g = grad.reshape([n]); // [n]
         let path = self.path.join(".");
-        let updated = if on_host(&theta.device()) {
+        let updated = if is_host(&theta.device()) {
             self.host_update(theta, g, path, D >= 2)
         } else {
             self.device_update(theta, g, path, D >= 2)
