@@ -498,8 +498,14 @@ mod tests {
     use super::*;
 
     fn sweep(extra: &str) -> (SweepFile, PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-sweep-plan-{}", std::process::id()));
+        // One folder per call: the tests run on parallel threads of one process, and a shared
+        // file was read by one test while another rewrote it.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-sweep-plan-{}-{call}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.toml");
         std::fs::write(
