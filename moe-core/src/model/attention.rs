@@ -4,6 +4,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
+use super::project;
 use crate::fused::{rope_causal_attention, rope_tables};
 use crate::init::Init;
 
@@ -81,14 +82,8 @@ impl CausalSelfAttention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch_size, seq_len, d_model] = x.dims();
         let d_head = d_model / self.n_heads;
-        // Projections as 2-D products over all tokens: a batched product against a broadcast
-        // weight would compute the weight's gradient per sequence and then sum them (one small
-        // GEMM per sequence plus a reduction, measured slower on flex: docs/performance.md).
-        let tokens = x.reshape([batch_size * seq_len, d_model]); // [num_tokens, d_model]
         let heads = |w: &Param<Tensor<2>>| {
-            tokens
-                .clone()
-                .matmul(w.val()) // [num_tokens, d_model]
+            project(x.clone(), w.val()) // [batch_size, seq_len, d_model]
                 .reshape([batch_size, seq_len, self.n_heads, d_head])
                 .swap_dims(1, 2) // [batch_size, n_heads, seq_len, d_head]
         };
@@ -96,10 +91,10 @@ impl CausalSelfAttention {
         let cos = self.rope_cos.clone().narrow(0, 0, seq_len); // [seq_len, d_head]
         let sin = self.rope_sin.clone().narrow(0, 0, seq_len);
         let scale = 1.0 / (d_head as f64).sqrt();
-        rope_causal_attention(q, k, v, cos, sin, scale) // [batch_size, n_heads, seq_len, d_head]
+        // [batch_size, n_heads, seq_len, d_head] → [batch_size, seq_len, d_model]
+        let mixed = rope_causal_attention(q, k, v, cos, sin, scale)
             .swap_dims(1, 2)
-            .reshape([batch_size * seq_len, d_model])
-            .matmul(self.wo.val())
-            .reshape([batch_size, seq_len, d_model])
+            .reshape([batch_size, seq_len, d_model]);
+        project(mixed, self.wo.val())
     }
 }

@@ -188,24 +188,26 @@ impl SwitchTransformer {
             }
         }
         let h = self.final_norm.forward(x); // [batch_size, seq_len, d_model]
-        let head = match &self.lm_head {
-            Some(w) => w.val(),
-            None => self.embedding.val().transpose(), // [d_model, vocab_size]
-        };
-        let [batch_size, seq_len, d_model] = h.dims();
-        let [_, vocab_size] = head.dims();
-        // One 2-D product over all tokens (see `CausalSelfAttention::forward`).
-        let logits = h
-            .reshape([batch_size * seq_len, d_model])
-            .matmul(head)
-            .reshape([batch_size, seq_len, vocab_size]);
         ModelOutput {
-            logits,
+            logits: self.lm_logits(h),
             balance_loss,
             z_loss,
             routing,
             last_ffn_input,
         }
+    }
+
+    /// The LM head: logits of the final-normed hidden states, against the tied embedding's
+    /// transpose or the untied `lm_head`.
+    ///
+    /// # Shapes
+    /// - `h`: `[batch_size, seq_len, d_model]` → `[batch_size, seq_len, vocab_size]`
+    pub fn lm_logits(&self, h: Tensor<3>) -> Tensor<3> {
+        let head = match &self.lm_head {
+            Some(w) => w.val(),
+            None => self.embedding.val().transpose(), // [d_model, vocab_size]
+        };
+        super::project(h, head)
     }
 
     /// Next-token loss: `loss = CE + α · Σ balance + c_z · Σ z` (Switch eq. 4 summed over

@@ -174,12 +174,7 @@ fn head_and_loss(model: &SwitchTransformer, x: Tensor<3>, targets: Tensor<2, Int
         .select(0, targets.clone().reshape([b * s]))
         .reshape([b, s, d]);
     let h = model.final_norm.forward(x + embedded);
-    let vocab = model.embedding.dims()[0];
-    let logits = h
-        .reshape([b * s, d])
-        .matmul(model.embedding.val().transpose())
-        .reshape([b, s, vocab]);
-    let ce = cross_entropy(logits, targets);
+    let ce = cross_entropy(model.lm_logits(h), targets);
     let grads = GradientsParams::from_grads(ce.clone().backward(), model);
     drop(grads);
     ce.detach()
